@@ -1,0 +1,5 @@
+"""`python -m anontrace` runs the command-line tool."""
+
+from anontrace.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Reading and writing captures: pcap, pcapng, compression, stdin/stdout, atomic outputs."""

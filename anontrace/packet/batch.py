@@ -1,0 +1,34 @@
+"""A run of frames moving through the transforms together."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from anontrace.packet.frame import Frame
+from anontrace.packet.layers import Layers
+
+
+@dataclass(slots=True)
+class Batch:
+    """Frames as read, their layers, and the output being built from them.
+
+    `frames` and `layers` describe the ORIGINAL frames and are never changed. Transforms edit
+    `data` (one bytearray per frame, same layout as the original, possibly shorter) and `ts_ns`
+    in place, drop frames with `drop`, and count what they did in `counts`.
+    """
+
+    frames: list[Frame]
+    layers: list[Layers]
+    data: list[bytearray]
+    ts_ns: list[int]
+    dropped: dict[int, str] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def drop(self, position: int, reason: str) -> None:
+        """Leave frame `position` out of the output, counted under `reason`."""
+        if position not in self.dropped:
+            self.dropped[position] = reason
+
+    def __len__(self) -> int:
+        return len(self.frames)

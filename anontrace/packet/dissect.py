@@ -1,0 +1,124 @@
+"""Dissection: from a frame's bytes and link type to `Layers`, never copying the bytes.
+
+Dispatch is by tables: link type -> link parser, ethertype -> network parser (`network.NETWORKS`),
+IP protocol -> transport parser (`transport.TRANSPORTS`). Whatever no table knows ends the
+dissection there, with the reason recorded, and is never kept.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+from anontrace.packet.layers import Builder, Layers
+from anontrace.packet.linktypes import linktype_name
+from anontrace.packet.network import IPV4, IPV6, NETWORKS, ipv4, ipv6
+
+VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
+MAX_VLAN_TAGS = 8
+# BSD loopback address families: 2 is IPv4 everywhere; IPv6 differs between the BSDs.
+LOOPBACK_FAMILIES = {2: IPV4, 24: IPV6, 28: IPV6, 30: IPV6}
+
+
+def _ethertype(b: Builder, offset: int, ethertype: int) -> None:
+    parser = NETWORKS.get(ethertype)
+    if parser is None:
+        b.ethertype = ethertype
+        b.stop(offset, f"ethertype 0x{ethertype:04x} not dissected")
+        return
+    parser(b, offset)
+
+
+def ethernet(b: Builder) -> None:
+    data = b.data
+    if len(data) < 14:
+        b.stop(0, "Ethernet header cut short")
+        return
+    offset, ethertype = 14, struct.unpack_from("!H", data, 12)[0]
+    for _ in range(MAX_VLAN_TAGS):
+        if ethertype not in VLAN_TAGS:
+            break
+        if len(data) < offset + 4:
+            b.stop(offset - 2, "VLAN tag cut short")
+            return
+        ethertype = struct.unpack_from("!H", data, offset + 2)[0]
+        offset += 4
+    if ethertype < 0x0600:
+        b.stop(offset, "IEEE 802.3 length field (LLC frame) not dissected")
+        return
+    _ethertype(b, offset, ethertype)
+
+
+def linux_sll(b: Builder) -> None:
+    if len(b.data) < 16:
+        b.stop(0, "Linux cooked header cut short")
+        return
+    _cooked(b, 16, struct.unpack_from("!H", b.data, 14)[0])
+
+
+def linux_sll2(b: Builder) -> None:
+    if len(b.data) < 20:
+        b.stop(0, "Linux cooked v2 header cut short")
+        return
+    _cooked(b, 20, struct.unpack_from("!H", b.data, 0)[0])
+
+
+def _cooked(b: Builder, offset: int, protocol: int) -> None:
+    if protocol < 0x0600:
+        b.stop(offset, f"Linux cooked protocol 0x{protocol:04x} not dissected")
+        return
+    _ethertype(b, offset, protocol)
+
+
+def raw_ip(b: Builder) -> None:
+    if not b.data:
+        return
+    version = b.data[0] >> 4
+    if version == 4:
+        ipv4(b, 0)
+    elif version == 6:
+        ipv6(b, 0)
+    else:
+        b.stop(0, f"raw packet of IP version {version}")
+
+
+def _family(b: Builder, family: int) -> None:
+    ethertype = LOOPBACK_FAMILIES.get(family)
+    if ethertype is None:
+        b.stop(4, f"loopback address family {family} not dissected")
+        return
+    NETWORKS[ethertype](b, 4)
+
+
+def bsd_null(b: Builder) -> None:
+    if len(b.data) < 4:
+        b.stop(0, "loopback header cut short")
+        return
+    family = struct.unpack_from("<I", b.data)[0]
+    if family > 0xFFFF:  # written by a big-endian host
+        family = struct.unpack_from(">I", b.data)[0]
+    _family(b, family)
+
+
+def bsd_loop(b: Builder) -> None:
+    if len(b.data) < 4:
+        b.stop(0, "loopback header cut short")
+        return
+    _family(b, struct.unpack_from(">I", b.data)[0])
+
+
+LINKS: dict[int, Callable[[Builder], None]] = {
+    0: bsd_null, 1: ethernet, 12: raw_ip, 14: raw_ip, 101: raw_ip, 108: bsd_loop,
+    113: linux_sll, 228: lambda b: ipv4(b, 0), 229: lambda b: ipv6(b, 0), 276: linux_sll2,
+}
+
+
+def dissect(data: bytes, linktype: int) -> Layers:
+    """Find the layers of one frame; never raises, whatever the bytes."""
+    b = Builder(data)
+    parser = LINKS.get(linktype)
+    if parser is None:
+        b.stop(0, f"link type {linktype_name(linktype)} not dissected")
+    else:
+        parser(b)
+    return b.freeze()

@@ -1,0 +1,73 @@
+"""What dissection finds in a frame: layer offsets, address fields, checksum scopes, where it stopped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Checksum:
+    """A 16-bit Internet checksum at `field` covering bytes [start, end) plus pseudo-header addresses."""
+
+    field: int
+    start: int
+    end: int
+    pseudo: tuple[int, ...] = ()  # offsets of the pseudo-header's source and destination address
+    address_size: int = 4
+    zero_is_none: bool = False  # UDP: 0 means "no checksum" and must stay 0
+
+
+@dataclass(frozen=True, slots=True)
+class Layers:
+    """Offsets into one frame's bytes, found without copying them.
+
+    `payload` is the first byte after the last header understood; `parsed_to` is how far the frame
+    may be kept at all: past it lies what the dissector did not understand (`cut` says why).
+    """
+
+    network: int = -1
+    ethertype: int = 0
+    transport: int = -1
+    protocol: int = -1
+    payload: int = 0
+    parsed_to: int = 0
+    ipv4: tuple[int, ...] = ()
+    ipv6: tuple[int, ...] = ()
+    checksums: tuple[Checksum, ...] = ()
+    cut: str | None = None
+
+
+class Builder:
+    """Mutable state while one frame is dissected; `freeze` turns it into `Layers`."""
+
+    __slots__ = ("checksums", "cut", "data", "end", "ethertype", "ipv4", "ipv6", "network",
+                 "payload", "protocol", "transport")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.end = len(data)  # where the innermost datagram ends, as far as captured
+        self.network = -1
+        self.ethertype = 0
+        self.transport = -1
+        self.protocol = -1
+        self.payload = 0
+        self.ipv4: list[int] = []
+        self.ipv6: list[int] = []
+        self.checksums: list[Checksum] = []
+        self.cut: str | None = None
+
+    def stop(self, offset: int, reason: str) -> None:
+        """Understanding ends at `offset`; nothing after it may be kept."""
+        self.payload = offset
+        if offset < self.end:
+            self.end = offset
+            self.cut = reason
+
+    def freeze(self) -> Layers:
+        parsed_to = self.end
+        cut = self.cut
+        if cut is None and parsed_to < len(self.data):
+            cut = "link-layer padding or trailer after the datagram"
+        return Layers(self.network, self.ethertype, self.transport, self.protocol,
+                      min(self.payload, parsed_to), parsed_to, tuple(self.ipv4), tuple(self.ipv6),
+                      tuple(self.checksums), cut)

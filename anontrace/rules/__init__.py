@@ -1,0 +1,1 @@
+"""Rule files: YAML with line:col marks, validated and compiled into a pipeline."""

@@ -1,0 +1,172 @@
+"""Validate a rule file against the transforms' declared settings and build its transforms.
+
+Everything is checked before any packet is read; every message carries `file:line:col`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from anontrace.errors import RuleError
+from anontrace.rules.document import Document, load
+from anontrace.transforms import registry
+from anontrace.transforms.base import Context, Transform
+from anontrace.transforms.payload import Payload
+
+VERSION = 1
+TOP_LEVEL = ("version", "description", "steps")
+FORBIDDEN = frozenset({"key", "key_file", "secret", "crypto_key", "cryptopan_key"})
+PROFILES = "anontrace.profiles"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One validated step: which transform, with which settings, written where."""
+
+    transform: type[Transform]
+    config: Any
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """A validated rule file."""
+
+    source: str
+    description: str
+    steps: tuple[Step, ...]
+
+    def build(self, context: Context) -> list[Transform]:
+        """Instantiate the steps; payload is cut to 0 bytes unless a step says otherwise."""
+        transforms = [step.transform(step.config, context) for step in self.steps]
+        if not any(isinstance(t, Payload) for t in transforms):
+            transforms.append(Payload(Payload.Config(), context))
+        return transforms
+
+
+def profile_names() -> list[str]:
+    """Names of the rule files shipped with anontrace."""
+    return sorted(p.name.removesuffix(".yaml") for p in files(PROFILES).iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def read_rules(spec: str | None) -> Rules:
+    """Rules from a shipped profile name (default: `default`) or a path to a YAML file."""
+    spec = spec or "default"
+    if spec in profile_names():
+        text = files(PROFILES).joinpath(f"{spec}.yaml").read_text(encoding="utf-8")
+        return parse_rules(text, f"<{spec}>")
+    path = Path(spec)
+    if not path.suffix and not path.exists():
+        raise RuleError(spec, "no such shipped rule file",
+                        f"shipped rule files: {', '.join(profile_names())}; or give a path")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(spec, f"cannot read rule file: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_rules(text, spec)
+
+
+def parse_rules(text: str, source: str) -> Rules:
+    """Validate rule-file text and return its steps."""
+    document = load(text, source)
+    top = document.value
+    if not isinstance(top, dict):
+        raise document.error((), "a rule file is a mapping with `version:` and `steps:`")
+    _refuse_keys(document, top, ())
+    _unknown(document, top, TOP_LEVEL, ())
+    if "version" not in top:
+        raise document.error((), f"`version: {VERSION}` is missing")
+    if top["version"] != VERSION or isinstance(top["version"], bool):
+        raise document.error(("version",), f"unsupported version {top['version']!r}",
+                             f"this anontrace reads version {VERSION}")
+    description = top.get("description", "")
+    if not isinstance(description, str):
+        raise document.error(("description",), "must be text")
+    steps = top.get("steps", [])
+    if not isinstance(steps, list):
+        raise document.error(("steps",), "must be a list of steps, each `- use: TRANSFORM`")
+    available = registry()
+    compiled: list[Step] = []
+    first: dict[str, str] = {}
+    for index, raw in enumerate(steps):
+        step = _step(document, raw, ("steps", index), available)
+        if step.transform.name in first:
+            raise document.error(("steps", index, "use"), f"transform {step.transform.name!r} "
+                                 f"appears twice (first at {first[step.transform.name]})")
+        first[step.transform.name] = step.where
+        compiled.append(step)
+    return Rules(source, description, tuple(compiled))
+
+
+def _refuse_keys(document: Document, value: Any, path: tuple[str | int, ...]) -> None:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if name in FORBIDDEN:
+                raise document.error((*path, name), "keys do not belong in rule files",
+                                     "give the key with --key-file or ANONTRACE_KEY_FILE", key=True)
+            _refuse_keys(document, item, (*path, name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_keys(document, item, (*path, index))
+
+
+def _unknown(document: Document, mapping: dict[str, Any], allowed: typing.Sequence[str],
+             path: tuple[str | int, ...]) -> None:
+    for name in mapping:
+        if name not in allowed:
+            close = difflib.get_close_matches(name, allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+            raise document.error((*path, name), "unknown key", hint, key=True)
+
+
+def _step(document: Document, raw: Any, path: tuple[str | int, ...],
+          available: dict[str, type[Transform]]) -> Step:
+    if not isinstance(raw, dict) or "use" not in raw:
+        raise document.error(path, "a step is a mapping starting with `use: TRANSFORM`")
+    name = raw["use"]
+    if name not in available:
+        close = difflib.get_close_matches(str(name), list(available), n=1)
+        hint = (f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(available)}"
+        raise document.error((*path, "use"), f"unknown transform {name!r}", hint)
+    transform = available[name]
+    fields = {f.name: f for f in dataclasses.fields(transform.Config)}
+    settings = {k: v for k, v in raw.items() if k != "use"}
+    _unknown(document, settings, list(fields), path)
+    hints = typing.get_type_hints(transform.Config)
+    values = {k: _setting(document, (*path, k), v, hints[k], fields[k]) for k, v in settings.items()}
+    return Step(transform, transform.Config(**values), document.where(path))
+
+
+def _setting(document: Document, path: tuple[str | int, ...], value: Any, kind: Any,
+             declared: dataclasses.Field[Any]) -> Any:
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is str:
+        ok = isinstance(value, str)
+    else:  # tuple[str, ...]
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise document.error(path, f"expected {_describe(kind)}, got {type(value).__name__} {value!r}")
+    minimum = declared.metadata.get("minimum")
+    if minimum is not None and value < minimum:
+        raise document.error(path, f"must be at least {minimum}, got {value}")
+    check = declared.metadata.get("check")
+    problem = check(value) if check else None
+    if problem:
+        raise document.error(path, problem)
+    return value
+
+
+def _describe(kind: Any) -> str:
+    names = {bool: "true or false", int: "a whole number", str: "text"}
+    return names.get(kind, "a list of text values")

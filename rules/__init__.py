@@ -1,0 +1,1 @@
+"""The rule files shipped with anontrace, installed as the package `anontrace.profiles`."""
