@@ -59,6 +59,8 @@ def _errors(debug: bool) -> Iterator[None]:
         _fail(EXIT_INTERRUPTED, "interrupted; no output was left behind")
     except Terminated:
         _fail(EXIT_TERMINATED, "terminated; no output was left behind")
+    except click.ClickException:
+        raise
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(EXIT_FAILED)

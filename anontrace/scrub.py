@@ -64,12 +64,21 @@ def plan(inputs: list[str], output: str) -> list[Task]:
         if output != "-" and Path(output).is_dir():
             return _into_directory(sources, output)
         _distinct(sources[0], output)
+        _writable_parent(Path(output))
         return [Task(sources[0], output)]
     if output == "-":
         raise UsageError(output, "several inputs need an output directory, not stdout")
     if Path(output).exists() and not Path(output).is_dir():
         raise UsageError(output, "several inputs need an output directory; this is a file")
+    _writable_parent(Path(output))
     return _into_directory(sources, output)
+
+
+def _writable_parent(target: Path) -> None:
+    """Refuse an output whose directory is missing, before any work is done."""
+    if target != Path("-") and not target.absolute().parent.is_dir():
+        raise OutputError(str(target), "the output's directory does not exist",
+                          f"create {target.absolute().parent} first")
 
 
 def _into_directory(sources: list[str], directory: str) -> list[Task]:
