@@ -39,7 +39,7 @@ class RunStats:
             getattr(self, name).update(getattr(other, name))
 
 
-def batches(frames: Iterator[Frame], size: int = BATCH_FRAMES) -> Iterator[list[Frame]]:
+def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
     while chunk := list(islice(frames, size)):
         yield chunk
 
@@ -64,7 +64,7 @@ def run(reader: Reader, writer: Writer, transforms: list[Transform],
     stats = RunStats()
     started = time.perf_counter()
     interfaces = reader.interfaces
-    for frames in batches(iter(reader)):
+    for frames in batches(iter(reader), BATCH_FRAMES):
         batch = prepare(frames, stats)
         for transform in transforms:
             batch = transform.apply(batch)

@@ -34,13 +34,14 @@ def read_packets(path: Path) -> list[Packet]:
 
 def anontrace(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run the installed command as a user would."""
-    return subprocess.run([sys.executable, "-m", "anontrace", *args], input=stdin,
-                          capture_output=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "anontrace", *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
 
 
 def make_batch(frames: list[bytes], linktype: int = 1) -> Batch:
     """A batch as the pipeline builds it, from raw frame bytes."""
     records = [Frame(i, i * 1000, data, len(data), linktype) for i, data in enumerate(frames)]
     layers = [dissect(f.data, f.linktype) for f in records]
-    data = [bytearray(f.data[:found.parsed_to]) for f, found in zip(records, layers, strict=True)]
+    data = [bytearray(f.data[: found.parsed_to]) for f, found in zip(records, layers, strict=True)]
     return Batch(records, layers, data, [f.ts_ns for f in records])

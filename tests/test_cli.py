@@ -20,8 +20,12 @@ PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 
 
 def record(data: bytes, caplen: int | None = None, wirelen: int | None = None) -> bytes:
-    return struct.pack("<IIII", 1, 0, len(data) if caplen is None else caplen,
-                       len(data) if wirelen is None else wirelen) + data
+    return (
+        struct.pack(
+            "<IIII", 1, 0, len(data) if caplen is None else caplen, len(data) if wirelen is None else wirelen
+        )
+        + data
+    )
 
 
 FRAME = bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.1") / UDP() / Raw(b"hello"))
@@ -50,20 +54,38 @@ def assert_nothing_left(directory: Path, *keep: str) -> None:
 
 
 BAD_CAPTURES = {
-    "truncated-last-record": (PCAP_HEADER + record(FRAME) + record(FRAME)[:-3],
-                              f"frame 2 at byte {SECOND}", "file ends inside the record"),
-    "truncated-record-header": (PCAP_HEADER + record(FRAME) + record(FRAME)[:9],
-                                f"frame 2 at byte {SECOND}", "file ends inside a record header"),
-    "caplen-over-256MiB": (PCAP_HEADER + record(b"", caplen=300 << 20), "frame 1 at byte 24",
-                           "record claims 314572800 bytes"),
-    "caplen-over-snaplen": (PCAP_HEADER + record(b"", caplen=300_000), "frame 1 at byte 24",
-                            "more than the snaplen"),
+    "truncated-last-record": (
+        PCAP_HEADER + record(FRAME) + record(FRAME)[:-3],
+        f"frame 2 at byte {SECOND}",
+        "file ends inside the record",
+    ),
+    "truncated-record-header": (
+        PCAP_HEADER + record(FRAME) + record(FRAME)[:9],
+        f"frame 2 at byte {SECOND}",
+        "file ends inside a record header",
+    ),
+    "caplen-over-256MiB": (
+        PCAP_HEADER + record(b"", caplen=300 << 20),
+        "frame 1 at byte 24",
+        "record claims 314572800 bytes",
+    ),
+    "caplen-over-snaplen": (
+        PCAP_HEADER + record(b"", caplen=300_000),
+        "frame 1 at byte 24",
+        "more than the snaplen",
+    ),
     "wrong-magic": (b"GIF89a" + bytes(40), "byte 0", "not a pcap or pcapng file"),
     "empty-file": (b"", "file is empty", ""),
-    "unknown-link-type": (PCAP_HEADER[:20] + struct.pack("<I", 65000), "byte 20",
-                          "link type 65000 is not registered"),
-    "pcapng-bad-block-length": (struct.pack("<IIIHHq", 0x0A0D0D0A, 27, 0x1A2B3C4D, 1, 0, -1),
-                                "at byte 0", "block length 27 is invalid"),
+    "unknown-link-type": (
+        PCAP_HEADER[:20] + struct.pack("<I", 65000),
+        "byte 20",
+        "link type 65000 is not registered",
+    ),
+    "pcapng-bad-block-length": (
+        struct.pack("<IIIHHq", 0x0A0D0D0A, 27, 0x1A2B3C4D, 1, 0, -1),
+        "at byte 0",
+        "block length 27 is invalid",
+    ),
 }
 
 
@@ -89,7 +111,9 @@ def test_missing_input_and_empty_directory_are_usage_errors(tmp_path: Path) -> N
 def test_malformed_rule_file_is_located_before_any_packet(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
     rules.write_text("version: 1\nsteps:\n  - use: payload\n    keep: lots\n")
-    result = anontrace("scrub", str(SAMPLES / "office.pcap"), "-o", str(tmp_path / "o.pcap"), "-r", str(rules))
+    result = anontrace(
+        "scrub", str(SAMPLES / "office.pcap"), "-o", str(tmp_path / "o.pcap"), "-r", str(rules)
+    )
     assert_failed(result, 2, f"{rules}:4:11: steps.0.keep: expected a whole number")
     assert_nothing_left(tmp_path, "r.yaml")
 
@@ -98,8 +122,9 @@ def test_damage_inside_a_packet_is_cut_and_counted(tmp_path: Path, key_file: Pat
     bad = bytearray(bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.1") / TCP() / Raw(b"secret")))
     bad[14 + 20 + 12] = 0x10  # TCP data offset of 4 bytes
     source = write_pcap(tmp_path / "in.pcap", [Ether(bytes(bad)), Ether(FRAME)])
-    result = anontrace("scrub", str(source), "-o", str(tmp_path / "out.pcap"), "--json", "-q",
-                       "--key-file", str(key_file))
+    result = anontrace(
+        "scrub", str(source), "-o", str(tmp_path / "out.pcap"), "--json", "-q", "--key-file", str(key_file)
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["frames_in"] == summary["frames_out"] == 2
@@ -115,7 +140,9 @@ def test_map_matches_reference_vectors_and_reverses(tmp_path: Path, key_file: Pa
     result = anontrace("map", "--key-file", str(key_file), "-r", str(rules), *[a for a, _ in pairs])
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().split() == [b for _, b in pairs]
-    back = anontrace("map", "--key-file", str(key_file), "-r", str(rules), "--reverse", *[b for _, b in pairs])
+    back = anontrace(
+        "map", "--key-file", str(key_file), "-r", str(rules), "--reverse", *[b for _, b in pairs]
+    )
     assert back.stdout.decode().split() == [a for a, _ in pairs]
 
 
@@ -130,7 +157,9 @@ def test_keygen_and_group_readable_key_refused(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text().strip()) == 64
     assert_failed(anontrace("keygen", "-o", str(path)), 2, "file exists")
     path.chmod(0o640)
-    result = anontrace("scrub", str(SAMPLES / "office.pcap"), "-o", str(tmp_path / "o.pcap"), "--key-file", str(path))
+    result = anontrace(
+        "scrub", str(SAMPLES / "office.pcap"), "-o", str(tmp_path / "o.pcap"), "--key-file", str(path)
+    )
     assert_failed(result, 2, "accessible to others", f"chmod 600 {path}")
 
 
@@ -152,18 +181,35 @@ def test_stdin_to_stdout(tmp_path: Path, key_file: Path) -> None:
 
 def test_several_inputs_into_a_directory_share_one_mapping(tmp_path: Path, key_file: Path) -> None:
     out = tmp_path / "out"
-    result = anontrace("scrub", str(SAMPLES / "office.pcap"), str(SAMPLES / "nanosecond.pcap"), "-o", str(out),
-                       "-q", "--key-file", str(key_file))
+    result = anontrace(
+        "scrub",
+        str(SAMPLES / "office.pcap"),
+        str(SAMPLES / "nanosecond.pcap"),
+        "-o",
+        str(out),
+        "-q",
+        "--key-file",
+        str(key_file),
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["nanosecond.pcap", "office.pcap"]
-    result = anontrace("scrub", str(SAMPLES), "-o", str(tmp_path / "again"), "-q", "--key-file", str(key_file))
+    result = anontrace(
+        "scrub", str(SAMPLES), "-o", str(tmp_path / "again"), "-q", "--key-file", str(key_file)
+    )
     assert result.returncode == 0
     assert (tmp_path / "again" / "office.pcap").read_bytes() == (out / "office.pcap").read_bytes()
 
 
 def test_output_format_follows_extension(tmp_path: Path, key_file: Path) -> None:
-    result = anontrace("scrub", str(SAMPLES / "office.pcap"), "-o", str(tmp_path / "o.pcapng.gz"), "-q",
-                       "--key-file", str(key_file))
+    result = anontrace(
+        "scrub",
+        str(SAMPLES / "office.pcap"),
+        "-o",
+        str(tmp_path / "o.pcapng.gz"),
+        "-q",
+        "--key-file",
+        str(key_file),
+    )
     assert result.returncode == 0
     import gzip
 

@@ -28,12 +28,16 @@ def test_existing_file_is_not_overwritten(tmp_path: Path) -> None:
     write_key_file(path, generate(), force=True)
 
 
-@pytest.mark.parametrize("content,mode,message", ids=["readable", "short", "not-hex", "empty"], argvalues=[
-    ("5e" * 32, 0o644, "accessible to others (mode 644)"),
-    ("5e" * 31, 0o600, "exactly 64 hex characters"),
-    ("5z" * 32, 0o600, "exactly 64 hex characters"),
-    ("", 0o600, "exactly 64 hex characters"),
-])
+@pytest.mark.parametrize(
+    "content,mode,message",
+    ids=["readable", "short", "not-hex", "empty"],
+    argvalues=[
+        ("5e" * 32, 0o644, "accessible to others (mode 644)"),
+        ("5e" * 31, 0o600, "exactly 64 hex characters"),
+        ("5z" * 32, 0o600, "exactly 64 hex characters"),
+        ("", 0o600, "exactly 64 hex characters"),
+    ],
+)
 def test_bad_key_files(tmp_path: Path, content: str, mode: int, message: str) -> None:
     path = tmp_path / "k"
     path.write_text(content)

@@ -48,9 +48,14 @@ def test_hosts_never_land_in_special_ranges() -> None:
     # Find real addresses whose plain Crypto-PAn image is multicast or link-local: the mapper
     # must walk them out again, and still reverse them.
     candidates = [os.urandom(4) for _ in range(4000)]
-    walked = [a for a, e in zip(candidates, cipher.encrypt(candidates), strict=True)
-              if ipaddress.ip_address(e) in N("224.0.0.0/4") and ipaddress.ip_address(a) not in N("224.0.0.0/4")
-              and not ipaddress.ip_address(a).is_loopback and ipaddress.ip_address(a) not in N("169.254.0.0/16")]
+    walked = [
+        a
+        for a, e in zip(candidates, cipher.encrypt(candidates), strict=True)
+        if ipaddress.ip_address(e) in N("224.0.0.0/4")
+        and ipaddress.ip_address(a) not in N("224.0.0.0/4")
+        and not ipaddress.ip_address(a).is_loopback
+        and ipaddress.ip_address(a) not in N("169.254.0.0/16")
+    ]
     assert len(walked) > 50
     m = mapper()
     m.map_many(walked)

@@ -18,9 +18,9 @@ def rewrite_addresses(data: bytes) -> bytearray:
     layers = dissect(data, 101)
     out = bytearray(data)
     for offset in layers.ipv4:
-        out[offset:offset + 4] = os.urandom(4)
+        out[offset : offset + 4] = os.urandom(4)
     for offset in layers.ipv6:
-        out[offset:offset + 16] = os.urandom(16)
+        out[offset : offset + 16] = os.urandom(16)
     fix_checksums(data, out, layers.checksums)
     return out
 
@@ -28,20 +28,29 @@ def rewrite_addresses(data: bytes) -> bytearray:
 def recomputed(data: bytes, kind: type[Packet]) -> bytes:
     """The same packet with every checksum computed from scratch by scapy."""
     packet = kind(data)
-    for layer, name in ((IP, "chksum"), (TCP, "chksum"), (UDP, "chksum"), (ICMP, "chksum"),
-                        (ICMPv6EchoRequest, "cksum")):
+    for layer, name in (
+        (IP, "chksum"),
+        (TCP, "chksum"),
+        (UDP, "chksum"),
+        (ICMP, "chksum"),
+        (ICMPv6EchoRequest, "cksum"),
+    ):
         if packet.haslayer(layer):
             delattr(packet[layer], name)
     return bytes(kind(bytes(packet)))
 
 
-@pytest.mark.parametrize("packet", [
-    IP(src="10.1.2.3", dst="10.3.2.1") / TCP(sport=1, dport=2) / Raw(b"hello world!"),
-    IP(src="10.1.2.3", dst="10.3.2.1") / UDP(sport=1, dport=2) / Raw(b"odd"),
-    IP(src="10.1.2.3", dst="10.3.2.1") / ICMP(type=5, gw="10.0.0.1") / Raw(bytes(28)),
-    IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP() / Raw(b"abc"),
-    IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(data=b"12345"),
-], ids=["ipv4-tcp", "ipv4-udp-odd", "icmp-redirect", "ipv6-tcp", "icmpv6"])
+@pytest.mark.parametrize(
+    "packet",
+    [
+        IP(src="10.1.2.3", dst="10.3.2.1") / TCP(sport=1, dport=2) / Raw(b"hello world!"),
+        IP(src="10.1.2.3", dst="10.3.2.1") / UDP(sport=1, dport=2) / Raw(b"odd"),
+        IP(src="10.1.2.3", dst="10.3.2.1") / ICMP(type=5, gw="10.0.0.1") / Raw(bytes(28)),
+        IPv6(src="2001:db8::1", dst="2001:db8::2") / TCP() / Raw(b"abc"),
+        IPv6(src="2001:db8::1", dst="2001:db8::2") / ICMPv6EchoRequest(data=b"12345"),
+    ],
+    ids=["ipv4-tcp", "ipv4-udp-odd", "icmp-redirect", "ipv6-tcp", "icmpv6"],
+)
 def test_incremental_equals_full_recomputation(packet: Packet) -> None:
     kind = IP if packet.haslayer(IP) else IPv6
     original = bytes(packet)

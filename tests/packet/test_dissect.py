@@ -22,13 +22,17 @@ IPV4_TCP = IP(src="192.0.2.1", dst="198.51.100.2") / TCP(sport=1234, dport=80) /
 IPV6_UDP = IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=5353, dport=53) / Raw(b"y" * 20)
 
 
-@pytest.mark.parametrize("frame,linktype", [
-    (Ether() / IPV4_TCP, 1),
-    (Ether() / Dot1Q(vlan=10) / IPV4_TCP, 1),
-    (Ether(type=0x88A8) / Dot1AD(vlan=100) / Dot1Q(vlan=10) / IPV4_TCP, 1),
-    (CookedLinux(proto=0x0800) / IPV4_TCP, 113),
-    (Loopback(type=2) / IPV4_TCP, 0),
-], ids=["ethernet", "vlan", "qinq", "sll", "null"])
+@pytest.mark.parametrize(
+    "frame,linktype",
+    [
+        (Ether() / IPV4_TCP, 1),
+        (Ether() / Dot1Q(vlan=10) / IPV4_TCP, 1),
+        (Ether(type=0x88A8) / Dot1AD(vlan=100) / Dot1Q(vlan=10) / IPV4_TCP, 1),
+        (CookedLinux(proto=0x0800) / IPV4_TCP, 113),
+        (Loopback(type=2) / IPV4_TCP, 0),
+    ],
+    ids=["ethernet", "vlan", "qinq", "sll", "null"],
+)
 def test_link_layers_reach_ipv4_and_tcp(frame: Packet, linktype: int) -> None:
     data = bytes(frame)
     layers = dissect(data, linktype)
@@ -95,7 +99,7 @@ def test_arp_addresses() -> None:
 
 
 def test_arp_cut_short_keeps_no_partial_address() -> None:
-    frame = bytes(Ether() / ARP(psrc="10.0.0.1", pdst="10.0.0.2"))[:14 + 20]
+    frame = bytes(Ether() / ARP(psrc="10.0.0.1", pdst="10.0.0.2"))[: 14 + 20]
     layers = dissect(frame, 1)
     assert layers.parsed_to == 14 and layers.ipv4 == ()
 
@@ -108,7 +112,11 @@ def test_vlan_tag_cut_short() -> None:
 
 @pytest.mark.parametrize("size", range(0, 80, 7))
 def test_never_raises_on_cut_frames(size: int) -> None:
-    for frame, linktype in ((Ether() / IPV4_TCP, 1), (Ether() / IPV6_UDP, 1), (CookedLinux() / IPV4_TCP, 113)):
+    for frame, linktype in (
+        (Ether() / IPV4_TCP, 1),
+        (Ether() / IPV6_UDP, 1),
+        (CookedLinux() / IPV4_TCP, 113),
+    ):
         data = bytes(frame)[:size]
         layers = dissect(data, linktype)
         assert 0 <= layers.payload <= layers.parsed_to <= len(data)

@@ -7,8 +7,16 @@ import pytest
 from anontrace.packet.frame import Interface, ns_to_units, units_to_ns
 
 
-@pytest.mark.parametrize("tsresol,units,ns", [(6, 1_500_000, 1_500_000_000), (9, 7, 7), (3, 2, 2_000_000),
-                                              (0x80 | 10, 1024, 1_000_000_000), (12, 1_000_999, 1_000)])
+@pytest.mark.parametrize(
+    "tsresol,units,ns",
+    [
+        (6, 1_500_000, 1_500_000_000),
+        (9, 7, 7),
+        (3, 2, 2_000_000),
+        (0x80 | 10, 1024, 1_000_000_000),
+        (12, 1_000_999, 1_000),
+    ],
+)
 def test_units_to_ns(tsresol: int, units: int, ns: int) -> None:
     assert units_to_ns(units, tsresol) == ns
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from scapy.layers.inet import IP, TCP, UDP, IPOption_LSRR, IPOption_RR
 from scapy.layers.inet6 import (
+    HAO,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrFragment,
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrRouting,
     IPv6ExtHdrSegmentRouting,
-    HAO,
 )
 from scapy.packet import Packet, Raw
 
@@ -22,8 +22,15 @@ def at(packet: Packet, layer: type[Packet]) -> int:
 
 
 def test_record_route_addresses_are_found() -> None:
-    packet = IP(src="10.0.0.1", dst="10.0.0.2",
-                options=[IPOption_RR(routers=["192.0.2.1", "192.0.2.2", "0.0.0.0"])]) / UDP() / Raw(b"a")
+    packet = (
+        IP(
+            src="10.0.0.1",
+            dst="10.0.0.2",
+            options=[IPOption_RR(routers=["192.0.2.1", "192.0.2.2", "0.0.0.0"])],
+        )
+        / UDP()
+        / Raw(b"a")
+    )
     layers = dissect(bytes(packet), 101)
     option = 20
     assert layers.ipv4 == (12, 16, option + 3, option + 7, option + 11)
@@ -31,8 +38,11 @@ def test_record_route_addresses_are_found() -> None:
 
 
 def test_source_route_final_hop_is_the_checksum_destination() -> None:
-    packet = IP(src="10.0.0.1", dst="192.0.2.1",
-                options=[IPOption_LSRR(routers=["192.0.2.1", "198.51.100.9"])]) / TCP() / Raw(b"a")
+    packet = (
+        IP(src="10.0.0.1", dst="192.0.2.1", options=[IPOption_LSRR(routers=["192.0.2.1", "198.51.100.9"])])
+        / TCP()
+        / Raw(b"a")
+    )
     layers = dissect(bytes(packet), 101)
     tcp_checksum = next(c for c in layers.checksums if c.field == at(packet, TCP) + 16)
     assert tcp_checksum.pseudo == (12, 20 + 3 + 4)  # the last address of the route
@@ -68,8 +78,13 @@ def test_segmentation_offload_total_length_zero() -> None:
 
 
 def test_ipv6_extension_headers_and_home_address() -> None:
-    packet = (IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrHopByHop()
-              / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8::99")]) / UDP() / Raw(b"q"))
+    packet = (
+        IPv6(src="2001:db8::1", dst="2001:db8::2")
+        / IPv6ExtHdrHopByHop()
+        / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8::99")])
+        / UDP()
+        / Raw(b"q")
+    )
     layers = dissect(bytes(packet), 101)
     udp = at(packet, UDP)
     assert layers.transport == udp and layers.protocol == 17
@@ -80,8 +95,11 @@ def test_ipv6_extension_headers_and_home_address() -> None:
 
 
 def test_routing_header_addresses_and_final_destination() -> None:
-    packet = (IPv6(src="2001:db8::1", dst="2001:db8::a") /
-              IPv6ExtHdrRouting(addresses=["2001:db8::b", "2001:db8::c"], segleft=2) / TCP())
+    packet = (
+        IPv6(src="2001:db8::1", dst="2001:db8::a")
+        / IPv6ExtHdrRouting(addresses=["2001:db8::b", "2001:db8::c"], segleft=2)
+        / TCP()
+    )
     layers = dissect(bytes(packet), 101)
     assert layers.ipv6 == (8, 24, 48, 64)
     checksum = next(c for c in layers.checksums if c.field == at(packet, TCP) + 16)
@@ -89,8 +107,11 @@ def test_routing_header_addresses_and_final_destination() -> None:
 
 
 def test_segment_routing_header_first_segment_is_final_destination() -> None:
-    packet = (IPv6(src="2001:db8::1", dst="2001:db8::a") /
-              IPv6ExtHdrSegmentRouting(addresses=["2001:db8::f", "2001:db8::a"], segleft=1) / UDP())
+    packet = (
+        IPv6(src="2001:db8::1", dst="2001:db8::a")
+        / IPv6ExtHdrSegmentRouting(addresses=["2001:db8::f", "2001:db8::a"], segleft=1)
+        / UDP()
+    )
     layers = dissect(bytes(packet), 101)
     assert layers.ipv6 == (8, 24, 48, 64)
     checksum = next(c for c in layers.checksums if c.field == at(packet, UDP) + 6)

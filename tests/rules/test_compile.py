@@ -35,8 +35,10 @@ def test_payload_is_cut_unless_a_step_keeps_it() -> None:
 
 
 def test_settings_are_typed_and_frozen() -> None:
-    rules = parse_rules("version: 1\nsteps:\n  - use: payload\n    keep: 64\n"
-                        "  - use: ip\n    keep: ['10.0.0.0/8']\n", "r.yaml")
+    rules = parse_rules(
+        "version: 1\nsteps:\n  - use: payload\n    keep: 64\n  - use: ip\n    keep: ['10.0.0.0/8']\n",
+        "r.yaml",
+    )
     assert rules.steps[0].config.keep == 64
     assert rules.steps[1].config.keep == ("10.0.0.0/8",)
     assert rules.steps[1].config.keep_prefix == Ip.Config().keep_prefix
@@ -60,11 +62,14 @@ def test_unknown_transform_lists_available() -> None:
     assert "unknown transform 'ipp'" in error.what and "available: ip, payload" in error.hint
 
 
-@pytest.mark.parametrize("value,message", [
-    ("'64'", "expected a whole number, got str '64'"),
-    ("true", "expected a whole number, got bool True"),
-    ("-1", "must be at least 0, got -1"),
-])
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("'64'", "expected a whole number, got str '64'"),
+        ("true", "expected a whole number, got bool True"),
+        ("-1", "must be at least 0, got -1"),
+    ],
+)
 def test_wrong_types_and_ranges(value: str, message: str) -> None:
     error = refused(f"version: 1\nsteps:\n  - use: payload\n    keep: {value}\n")
     assert error.where == "r.yaml:4:11" and error.what == f"steps.0.keep: {message}"
@@ -80,24 +85,30 @@ def test_list_of_text_expected() -> None:
     assert "expected a list of text values" in error.what
 
 
-@pytest.mark.parametrize("text,where", [
-    ("version: 1\nkey: 00ff\n", "r.yaml:2:1"),
-    ("version: 1\nsteps:\n  - use: ip\n    key_file: /etc/k\n", "r.yaml:4:5"),
-])
+@pytest.mark.parametrize(
+    "text,where",
+    [
+        ("version: 1\nkey: 00ff\n", "r.yaml:2:1"),
+        ("version: 1\nsteps:\n  - use: ip\n    key_file: /etc/k\n", "r.yaml:4:5"),
+    ],
+)
 def test_keys_are_refused(text: str, where: str) -> None:
     error = refused(text)
     assert error.where == where and "keys do not belong in rule files" in error.what
     assert "--key-file" in error.hint
 
 
-@pytest.mark.parametrize("text,message", [
-    ("steps: []\n", "`version: 1` is missing"),
-    ("version: 2\nsteps: []\n", "version: unsupported version 2"),
-    ("- use: ip\n", "a rule file is a mapping"),
-    ("version: 1\nsteps: {use: ip}\n", "steps: must be a list"),
-    ("version: 1\nsteps:\n  - ip\n", "a step is a mapping starting with `use: TRANSFORM`"),
-    ("version: 1\nsteps:\n  - use: ip\n  - use: ip\n", "appears twice (first at r.yaml:3:5)"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("steps: []\n", "`version: 1` is missing"),
+        ("version: 2\nsteps: []\n", "version: unsupported version 2"),
+        ("- use: ip\n", "a rule file is a mapping"),
+        ("version: 1\nsteps: {use: ip}\n", "steps: must be a list"),
+        ("version: 1\nsteps:\n  - ip\n", "a step is a mapping starting with `use: TRANSFORM`"),
+        ("version: 1\nsteps:\n  - use: ip\n  - use: ip\n", "appears twice (first at r.yaml:3:5)"),
+    ],
+)
 def test_structure_errors(text: str, message: str) -> None:
     assert message in refused(text).what
 

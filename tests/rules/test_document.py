@@ -32,7 +32,8 @@ def test_duplicate_key_is_refused() -> None:
 
 def test_aliases_are_refused_before_expansion() -> None:
     bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20))
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n" for i in range(20)
+    )
     with pytest.raises(RuleError) as error:
         load(bomb, "bomb.yaml")
     assert "aliases are not allowed" in error.value.what

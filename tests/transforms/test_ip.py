@@ -22,9 +22,11 @@ def packed(text: str) -> bytes:
 
 
 def test_rewrites_headers_with_the_reference_mapping() -> None:
-    frames = [bytes(Ether() / IP(src="128.11.68.132", dst="129.118.74.4") / TCP()),
-              bytes(Ether() / ARP(psrc="24.5.0.80", pdst="128.11.68.132")),
-              bytes(Ether() / IPv6(src="::1", dst="2001:db8::1") / ICMPv6ND_NA(tgt="::1"))]
+    frames = [
+        bytes(Ether() / IP(src="128.11.68.132", dst="129.118.74.4") / TCP()),
+        bytes(Ether() / ARP(psrc="24.5.0.80", pdst="128.11.68.132")),
+        bytes(Ether() / IPv6(src="::1", dst="2001:db8::1") / ICMPv6ND_NA(tgt="::1")),
+    ]
     batch = Ip(NO_SPECIALS, Context(Key(REFERENCE_KEY))).apply(make_batch(frames))
     ip, arp, nd = (bytes(d) for d in batch.data)
     assert ip[26:30] == packed("135.242.180.132") and ip[30:34] == packed("134.136.186.123")
