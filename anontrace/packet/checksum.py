@@ -36,23 +36,21 @@ def fix_checksums(original: bytes, out: bytearray, checksums: tuple[Checksum, ..
         field = scope.field
         if field + 2 > length:
             continue
-        old_sum = new_sum = 0
-        end = min(scope.end, length)
-        before, after = original[scope.start:end], out[scope.start:end]
-        if before != after:
-            old_sum, new_sum = ones_sum(before), ones_sum(after)
-        size = scope.address_size
-        for offset in scope.pseudo:
-            before, after = original[offset:offset + size], out[offset:offset + size]
-            if before != after:
-                old_sum += ones_sum(before)
-                new_sum += ones_sum(after)
-        if old_sum == new_sum:
+        start, end = scope.start, min(scope.end, length)
+        before, after = original[start:end], out[start:end]
+        if (end - start) & 1:
+            before, after = before + b"\0", after + b"\0"
+        if scope.pseudo:
+            size = scope.address_size
+            for offset in scope.pseudo:
+                before += original[offset:offset + size]
+                after += out[offset:offset + size]
+        if before == after:
             continue
         current = (out[field] << 8) | out[field + 1]
         if scope.zero_is_none and current == 0:
             continue
-        value = update(current, old_sum % 0xFFFF, new_sum % 0xFFFF)
+        value = update(current, int.from_bytes(before, "big") % 0xFFFF, int.from_bytes(after, "big") % 0xFFFF)
         if scope.zero_is_none and value == 0:
             value = 0xFFFF
         out[field], out[field + 1] = value >> 8, value & 0xFF
