@@ -45,17 +45,24 @@ def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 def prepare(frames: list[Frame], stats: RunStats) -> Batch:
-    """Dissect each frame and start its output from the bytes understood, never more."""
+    """Dissect each frame and start its output from the bytes understood, never more.
+
+    A frame of which nothing was understood is dropped rather than written empty: some link
+    types' readers refuse a whole file with a record too short for their pseudo-header.
+    """
     layers = [dissect(f.data, f.linktype) for f in frames]
-    data = []
+    batch = Batch(frames, layers, [], [f.ts_ns for f in frames])
     cut = stats.cut
-    for frame, found in zip(frames, layers, strict=True):
+    for position, (frame, found) in enumerate(zip(frames, layers, strict=True)):
         out = bytearray(frame.data)
         if found.cut is not None:
             del out[found.parsed_to:]
-            cut[found.cut] += 1
-        data.append(out)
-    return Batch(frames, layers, data, [f.ts_ns for f in frames])
+            if out:
+                cut[found.cut] += 1
+            else:
+                batch.drop(position, found.cut)
+        batch.data.append(out)
+    return batch
 
 
 def run(reader: Reader, writer: Writer, transforms: list[Transform],

@@ -58,7 +58,7 @@ def test_same_names_from_two_places_are_refused(captures: Path, tmp_path: Path) 
     other = tmp_path / "other"
     other.mkdir()
     (other / "a.pcap").write_bytes(b"x")
-    with pytest.raises(UsageError, match="two inputs are named 'a.pcap'"):
+    with pytest.raises(UsageError, match=r"two inputs are named 'a\.pcap'"):
         plan([str(captures / "a.pcap"), str(other / "a.pcap")], str(tmp_path / "out"))
 
 

@@ -33,10 +33,14 @@ def open_reader(path: str) -> Reader:
         stream.close()
         raise TraceFormatError(stream.name, "file is empty", "a capture starts with a pcap or pcapng header")
     magic = struct.unpack("<I", head.ljust(4, b"\0"))[0]
-    if len(head) == 4 and magic in MAGICS:
-        return PcapReader(stream, head)
-    if len(head) == 4 and magic == SHB:
-        return PcapngReader(stream, head)
+    try:
+        if len(head) == 4 and magic in MAGICS:
+            return PcapReader(stream, head)
+        if len(head) == 4 and magic == SHB:
+            return PcapngReader(stream, head)
+    except TraceFormatError:
+        stream.close()
+        raise
     stream.close()
     raise TraceFormatError(f"{stream.name}: byte 0", f"not a pcap or pcapng file (starts with {head.hex()})",
                            "give a .pcap or .pcapng capture, optionally gzip or zstd compressed")

@@ -98,7 +98,7 @@ class PcapWriter:
             field = interface.linktype
         self.nanosecond = interface.finer_than_microseconds
         magic = 0xA1B23C4D if self.nanosecond else 0xA1B2C3D4
-        self._out.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, interface.snaplen or 262144, field))
+        self._out.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, interface.snaplen, field))
         self._linktype = interface.linktype
 
     def write(self, index: int, interface: Interface, ts_ns: int, data: bytes | bytearray,

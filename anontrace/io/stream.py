@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import sys
+import zlib
 from pathlib import Path
 from typing import BinaryIO
 
@@ -44,7 +45,7 @@ class ByteStream:
         while have < size:
             try:
                 chunk = self._raw.read(max(CHUNK, size - have))
-            except (OSError, EOFError, zstandard.ZstdError) as exc:
+            except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
                 raise TraceFormatError(f"{self.name}: byte {self.offset + have}",
                                        f"cannot read input: {exc}") from None
             if not chunk:
@@ -67,6 +68,62 @@ class ByteStream:
             self._counter.close()
 
 
+class _Prefixed:
+    """A stream whose first bytes were already read to find its format: hands them back first."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._raw.read(size)
+        if size < 0:
+            data, self._head = self._head + self._raw.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data if len(data) == size else data + self._raw.read(size - len(data))
+
+    def tell(self) -> int:
+        return self._raw.tell() - len(self._head)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class _ZstdFrames:
+    """Reads concatenated zstd frames, and refuses input that ends inside a frame."""
+
+    def __init__(self, raw: _Prefixed) -> None:
+        self._raw = raw
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._started = False
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            chunk = self._raw.read(CHUNK)
+            if not chunk:
+                if self._started and not self._frame.eof:
+                    raise EOFError("compressed input ends inside a zstd frame")
+                return b""
+            data = self._feed(chunk)
+            if data:
+                return data
+
+    def _feed(self, chunk: bytes) -> bytes:
+        parts = []
+        while chunk:
+            if self._frame.eof:
+                self._frame = zstandard.ZstdDecompressor().decompressobj()
+            self._started = True
+            parts.append(self._frame.decompress(chunk))
+            chunk = self._frame.unused_data if self._frame.eof else b""
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
 def open_input(path: str) -> ByteStream:
     """Open a capture file or `-` (stdin), undoing gzip or zstd compression found by magic."""
     name = "<stdin>" if path == "-" else path
@@ -80,10 +137,15 @@ def open_input(path: str) -> ByteStream:
             raw = open(target, "rb")  # noqa: SIM115 - owned by the returned ByteStream
         except OSError as exc:
             raise TraceFormatError(name, f"cannot open: {exc.strerror}") from None
-    head = raw.peek(4)[:4] if hasattr(raw, "peek") else b""
+    try:
+        head = raw.read(4)  # a buffered read: waits for all 4 bytes unless the input ends
+    except OSError as exc:
+        raw.close()
+        raise TraceFormatError(name, f"cannot read: {exc.strerror}") from None
+    source = _Prefixed(head, raw)
+    counter: BinaryIO = source  # type: ignore[assignment]
     if head.startswith(GZIP_MAGIC):
-        return ByteStream(gzip.GzipFile(fileobj=raw, mode="rb"), name, raw)  # type: ignore[arg-type]
+        return ByteStream(gzip.GzipFile(fileobj=counter, mode="rb"), name, counter)  # type: ignore[arg-type]
     if head.startswith(ZSTD_MAGIC):
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return ByteStream(reader, name, raw)
-    return ByteStream(raw, name)
+        return ByteStream(_ZstdFrames(source), name, counter)  # type: ignore[arg-type]
+    return ByteStream(counter, name)
