@@ -45,24 +45,17 @@ def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 def prepare(frames: list[Frame], stats: RunStats) -> Batch:
-    """Dissect each frame and start its output from the bytes understood, never more.
-
-    A frame of which nothing was understood is dropped rather than written empty: some link
-    types' readers refuse a whole file with a record too short for their pseudo-header.
-    """
+    """Dissect each frame and start its output from the bytes understood, never more."""
     layers = [dissect(f.data, f.linktype) for f in frames]
-    batch = Batch(frames, layers, [], [f.ts_ns for f in frames])
+    data = []
     cut = stats.cut
-    for position, (frame, found) in enumerate(zip(frames, layers, strict=True)):
+    for frame, found in zip(frames, layers, strict=True):
         out = bytearray(frame.data)
         if found.cut is not None:
             del out[found.parsed_to:]
-            if out:
-                cut[found.cut] += 1
-            else:
-                batch.drop(position, found.cut)
-        batch.data.append(out)
-    return batch
+            cut[found.cut] += 1
+        data.append(out)
+    return Batch(frames, layers, data, [f.ts_ns for f in frames])
 
 
 def run(reader: Reader, writer: Writer, transforms: list[Transform],

@@ -16,6 +16,9 @@ from anontrace.packet.network import IPV4, IPV6, NETWORKS, ipv4, ipv6
 
 VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 MAX_VLAN_TAGS = 8
+# Link types not dissected whose readers refuse a record shorter than their fixed pseudo-header;
+# the pseudo-header (direction, circuit numbers) is kept so the frame stays readable.
+PSEUDO_HEADERS = {123: 4}  # SunATM: flags/direction, VPI, VCI
 # BSD loopback address families: 2 is IPv4 everywhere; IPv6 differs between the BSDs.
 LOOPBACK_FAMILIES = {2: IPV4, 24: IPV6, 28: IPV6, 30: IPV6}
 
@@ -118,7 +121,8 @@ def dissect(data: bytes, linktype: int) -> Layers:
     b = Builder(data)
     parser = LINKS.get(linktype)
     if parser is None:
-        b.stop(0, f"link type {linktype_name(linktype)} not dissected")
+        b.stop(min(PSEUDO_HEADERS.get(linktype, 0), len(data)),
+               f"link type {linktype_name(linktype)} not dissected")
     else:
         parser(b)
     return b.freeze()

@@ -122,3 +122,8 @@ def test_never_raises_on_cut_frames(size: int) -> None:
         assert 0 <= layers.payload <= layers.parsed_to <= len(data)
         assert all(offset + 4 <= len(data) for offset in layers.ipv4)
         assert all(offset + 16 <= len(data) for offset in layers.ipv6)
+
+
+def test_sunatm_keeps_only_its_pseudo_header() -> None:
+    layers = dissect(bytes([0x80, 1, 0, 32]) + b"\xaa\xaa\x03" + bytes(40), 123)
+    assert layers.parsed_to == 4 and layers.cut == "link type SUNATM not dissected"
