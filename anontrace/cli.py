@@ -26,7 +26,7 @@ from anontrace.transforms.ip import Ip
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 EXIT_CODES: dict[str, int] = {
-    "UsageError": EXIT_USAGE, "RuleError": EXIT_USAGE, "ConfigError": EXIT_USAGE,
+    "UsageError": EXIT_USAGE, "RuleError": EXIT_USAGE,
     "KeyError_": EXIT_USAGE, "TraceFormatError": EXIT_FAILED, "OutputError": EXIT_FAILED,
 }
 

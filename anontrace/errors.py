@@ -21,10 +21,6 @@ class RuleError(AnontraceError):
     """A rule file is invalid; `where` is `file:line:col`."""
 
 
-class ConfigError(AnontraceError):
-    """A transform setting is invalid outside a rule file (e.g. given in code)."""
-
-
 class TraceFormatError(AnontraceError):
     """A capture cannot be read or written: `where` names the file, packet index and byte offset."""
 

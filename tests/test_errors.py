@@ -14,5 +14,5 @@ def test_message_names_the_place_first() -> None:
 def test_every_error_kind_has_an_exit_code() -> None:
     kinds = {cls.__name__ for cls in AnontraceError.__subclasses__()}
     assert kinds == set(EXIT_CODES)
-    assert {EXIT_CODES[k] for k in ("RuleError", "UsageError", "KeyError_", "ConfigError")} == {2}
+    assert {EXIT_CODES[k] for k in ("RuleError", "UsageError", "KeyError_")} == {2}
     assert {EXIT_CODES[k] for k in ("TraceFormatError", "OutputError")} == {1}

@@ -60,12 +60,14 @@ class AddressMapper:
     def map_many(self, addresses: Iterable[bytes]) -> None:
         """Make sure every address is in the cache, encrypting the new ones together."""
         cache = self._cache
-        todo = {a for a in addresses if a not in cache}
+        wanted = set(addresses)
+        todo = {a for a in wanted if a not in cache}
         if not todo:
             return
         if len(cache) + len(todo) > CACHE_LIMIT:
-            cache.clear()
+            cache.clear()  # restart; every address asked for must be there afterwards
             self.evicted = True
+            todo = wanted
         for size in (4, 16):
             family = [a for a in todo if len(a) == size]
             if family:

@@ -79,4 +79,6 @@ class Ip(Transform):
         return batch
 
     def stats(self) -> dict[str, int]:
+        if self.mapper.evicted:  # the cache restarted: addresses seen again were counted again
+            return {"addresses encrypted (cache restarted, repeats counted)": self.mapper.distinct}
         return {"distinct addresses mapped": self.mapper.distinct}

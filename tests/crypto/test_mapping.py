@@ -81,6 +81,8 @@ def test_cache_restarts_without_changing_answers(monkeypatch: object) -> None:
     m = mapper()
     first = m.map(packed("192.0.2.1"))
     monkeypatch.setattr(mapping, "CACHE_LIMIT", 2)  # type: ignore[attr-defined]
-    m.map_many([packed("192.0.2.2"), packed("192.0.2.3")])
+    batch = [packed("192.0.2.1"), packed("192.0.2.2"), packed("192.0.2.3")]
+    m.map_many(batch)
     assert m.evicted
+    assert all(a in m.lookup() for a in batch)  # a restart keeps everything the batch asked for
     assert m.map(packed("192.0.2.1")) == first

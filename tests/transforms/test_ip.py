@@ -61,3 +61,15 @@ def test_same_key_same_mapping_across_instances() -> None:
 def test_check_networks() -> None:
     assert check_networks(("10.0.0.0/8", "fe80::/64")) is None
     assert "not a network" in (check_networks(("10.0.0.1/8",)) or "")
+
+
+def test_summary_says_when_the_count_includes_repeats(monkeypatch: object) -> None:
+    import anontrace.crypto.mapping as mapping
+
+    transform = Ip(IpConfig(), Context(Key(bytes(32))))
+    frame = bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.1") / TCP())
+    transform.apply(make_batch([frame]))
+    assert transform.stats() == {"distinct addresses mapped": 2}
+    monkeypatch.setattr(mapping, "CACHE_LIMIT", 2)  # type: ignore[attr-defined]
+    transform.apply(make_batch([bytes(Ether() / IP(src="192.0.2.7", dst="198.51.100.1") / TCP())]))
+    assert transform.stats() == {"addresses encrypted (cache restarted, repeats counted)": 4}
