@@ -11,45 +11,15 @@ import struct
 from collections.abc import Callable
 
 from anontrace.packet.layers import Builder, Layers
+from anontrace.packet.link import ethernet, ethertype
 from anontrace.packet.linktypes import linktype_name
 from anontrace.packet.network import IPV4, IPV6, NETWORKS, ipv4, ipv6
 
-VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
-MAX_VLAN_TAGS = 8
 # Link types not dissected whose readers refuse a record shorter than their fixed pseudo-header;
 # the pseudo-header (direction, circuit numbers) is kept so the frame stays readable.
 PSEUDO_HEADERS = {123: 4}  # SunATM: flags/direction, VPI, VCI
 # BSD loopback address families: 2 is IPv4 everywhere; IPv6 differs between the BSDs.
 LOOPBACK_FAMILIES = {2: IPV4, 24: IPV6, 28: IPV6, 30: IPV6}
-
-
-def _ethertype(b: Builder, offset: int, ethertype: int) -> None:
-    parser = NETWORKS.get(ethertype)
-    if parser is None:
-        b.ethertype = ethertype
-        b.stop(offset, f"ethertype 0x{ethertype:04x} not dissected")
-        return
-    parser(b, offset)
-
-
-def ethernet(b: Builder) -> None:
-    data = b.data
-    if len(data) < 14:
-        b.stop(0, "Ethernet header cut short")
-        return
-    offset, ethertype = 14, struct.unpack_from("!H", data, 12)[0]
-    for _ in range(MAX_VLAN_TAGS):
-        if ethertype not in VLAN_TAGS:
-            break
-        if len(data) < offset + 4:
-            b.stop(offset - 2, "VLAN tag cut short")
-            return
-        ethertype = struct.unpack_from("!H", data, offset + 2)[0]
-        offset += 4
-    if ethertype < 0x0600:
-        b.stop(offset, "IEEE 802.3 length field (LLC frame) not dissected")
-        return
-    _ethertype(b, offset, ethertype)
 
 
 def linux_sll(b: Builder) -> None:
@@ -70,7 +40,7 @@ def _cooked(b: Builder, offset: int, protocol: int) -> None:
     if protocol < 0x0600:
         b.stop(offset, f"Linux cooked protocol 0x{protocol:04x} not dissected")
         return
-    _ethertype(b, offset, protocol)
+    ethertype(b, offset, protocol)
 
 
 def raw_ip(b: Builder) -> None:
@@ -86,11 +56,11 @@ def raw_ip(b: Builder) -> None:
 
 
 def _family(b: Builder, family: int) -> None:
-    ethertype = LOOPBACK_FAMILIES.get(family)
-    if ethertype is None:
+    kind = LOOPBACK_FAMILIES.get(family)
+    if kind is None:
         b.stop(4, f"loopback address family {family} not dissected")
         return
-    NETWORKS[ethertype](b, 4)
+    NETWORKS[kind](b, 4)
 
 
 def bsd_null(b: Builder) -> None:

@@ -18,6 +18,30 @@ class Checksum:
 
 
 @dataclass(frozen=True, slots=True)
+class Prefix:
+    """An address prefix: `length` bits of an IPv4 (`family` 4) or IPv6 (16) address at `offset`,
+    of which `size` bytes are present (EDNS client subnet sends only the prefix's bytes)."""
+
+    offset: int
+    size: int
+    family: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A host or domain name at [offset, end).
+
+    `base` >= 0: DNS wire labels, whose compression pointers count from `base` (the message's
+    first byte). `base` == -1: plain text, such as a DHCP host name option.
+    """
+
+    offset: int
+    end: int
+    base: int = -1
+
+
+@dataclass(frozen=True, slots=True)
 class Layers:
     """Offsets into one frame's bytes, found without copying them.
 
@@ -35,13 +59,16 @@ class Layers:
     ipv6: tuple[int, ...] = ()
     checksums: tuple[Checksum, ...] = ()
     cut: str | None = None
+    macs: tuple[int, ...] = ()  # offsets of 6-byte MAC addresses
+    prefixes: tuple[Prefix, ...] = ()
+    names: tuple[Name, ...] = ()
 
 
 class Builder:
     """Mutable state while one frame is dissected; `freeze` turns it into `Layers`."""
 
-    __slots__ = ("checksums", "cut", "data", "end", "ethertype", "ipv4", "ipv6", "network",
-                 "payload", "protocol", "transport")
+    __slots__ = ("checksums", "cut", "data", "depth", "end", "ethertype", "ipv4", "ipv6", "macs",
+                 "names", "network", "payload", "prefixes", "protocol", "transport")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -55,6 +82,10 @@ class Builder:
         self.ipv6: list[int] = []
         self.checksums: list[Checksum] = []
         self.cut: str | None = None
+        self.macs: list[int] = []
+        self.prefixes: list[Prefix] = []
+        self.names: list[Name] = []
+        self.depth = 0  # tunnels and quoted packets entered so far
 
     def stop(self, offset: int, reason: str) -> None:
         """Understanding ends at `offset`; nothing after it may be kept."""
@@ -70,4 +101,5 @@ class Builder:
             cut = "link-layer padding or trailer after the datagram"
         return Layers(self.network, self.ethertype, self.transport, self.protocol,
                       min(self.payload, parsed_to), parsed_to, tuple(self.ipv4), tuple(self.ipv6),
-                      tuple(self.checksums), cut)
+                      tuple(self.checksums), cut, tuple(self.macs), tuple(self.prefixes),
+                      tuple(self.names))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from anontrace.packet.layers import Builder, Checksum
@@ -14,6 +15,20 @@ NEIGHBOUR_DISCOVERY = {133: ((), 8), 134: ((), 16), 135: ((8,), 24), 136: ((8,),
 
 Pseudo = tuple[int, ...]
 TransportParser = Callable[[Builder, int, Pseudo, int], None]
+# What a TCP or UDP port announces: parser(builder, first byte of its data, end of the datagram).
+AppParser = Callable[[Builder, int, int], None]
+UDP_PORTS: dict[int, AppParser] = {}  # filled by `dissect`, which knows every protocol module
+TCP_PORTS: dict[int, AppParser] = {}
+
+
+def _application(b: Builder, table: dict[int, AppParser], offset: int) -> None:
+    """Dissect the data after a TCP or UDP header by its ports, the lower (well-known) one first."""
+    if b.payload >= b.end:
+        return
+    ports = sorted(struct.unpack_from("!HH", b.data, offset))
+    parser = table.get(ports[0]) or table.get(ports[1])
+    if parser is not None:
+        parser(b, b.payload, b.end)
 
 
 def tcp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
@@ -27,11 +42,14 @@ def tcp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
         b.stop(offset, f"TCP data offset {header} is shorter than a TCP header")
         return
     b.payload = min(offset + header, data_end)
+    _application(b, TCP_PORTS, offset)
 
 
 def udp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
     b.checksums.append(Checksum(offset + 6, offset, b.end, pseudo, size, zero_is_none=True))
     b.payload = min(offset + 8, b.end)
+    if b.end - offset >= 8:
+        _application(b, UDP_PORTS, offset)
 
 
 def icmp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
