@@ -21,7 +21,6 @@ from anontrace.keys import generate, read_key_file, resolve_key, write_key_file
 from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.compile import read_rules
 from anontrace.scrub import plan, scrub
-from anontrace.transforms.base import Context
 from anontrace.transforms.ip import Ip
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -142,8 +141,7 @@ def map_command(ctx: click.Context, addresses: tuple[str, ...], key_file: Path, 
         key = read_key_file(key_file)
         rules = read_rules(rules_spec)
         packed = [_address(a) for a in addresses]
-        ip = next((s.config for s in rules.steps if s.transform is Ip), Ip.Config())
-        mapper = Ip(ip, Context(key)).mapper
+        mapper = next(t for t in rules.build(key) if isinstance(t, Ip)).mapper
         for value in packed:
             result = mapper.reverse(value) if reverse else mapper.map(value)
             click.echo(str(ipaddress.ip_address(result)))

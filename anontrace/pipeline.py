@@ -82,6 +82,7 @@ def run(reader: Reader, writer: Writer, transforms: list[Transform],
         stats.frames_in += len(frames)
         stats.frames_out += len(frames) - len(batch.dropped)
         stats.counts.update(batch.counts)
+        stats.cut.update(batch.cut)
         if progress is not None:
             progress(reader.stream.raw_position())
     writer.finish(interfaces)

@@ -11,7 +11,6 @@ from anontrace.io.capture import atomic_output, make_writer, open_reader, output
 from anontrace.keys import Key
 from anontrace.pipeline import RunStats, run
 from anontrace.rules.compile import Rules
-from anontrace.transforms.base import Context
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".ntar")
 
@@ -102,7 +101,7 @@ def _distinct(source: str, target: str) -> None:
 def scrub(tasks: list[Task], rules: Rules, key: Key,
           progress: Callable[[Task, int, int], None] | None = None) -> ScrubResult:
     """Scrub every task with the same transforms, so addresses map the same way in every output."""
-    transforms = rules.build(Context(key))
+    transforms = rules.build(key)
     result = ScrubResult(key.fingerprint, key.one_time, rules.source)
     directories = {Path(t.target).parent for t in tasks} if len(tasks) > 1 else set()
     for directory in directories:

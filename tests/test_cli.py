@@ -28,7 +28,7 @@ def record(data: bytes, caplen: int | None = None, wirelen: int | None = None) -
     )
 
 
-FRAME = bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.1") / UDP() / Raw(b"hello"))
+FRAME = bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.1") / UDP(sport=9, dport=9) / Raw(b"hello"))
 SECOND = 24 + 16 + len(FRAME)  # byte offset of the second record
 
 

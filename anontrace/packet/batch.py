@@ -24,11 +24,20 @@ class Batch:
     ts_ns: list[int]
     dropped: dict[int, str] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+    cut: Counter[str] = field(default_factory=Counter)  # frames a transform cut short, by reason
 
     def drop(self, position: int, reason: str) -> None:
         """Leave frame `position` out of the output, counted under `reason`."""
         if position not in self.dropped:
             self.dropped[position] = reason
+
+    def cut_at(self, position: int, offset: int, reason: str) -> None:
+        """Keep nothing of frame `position` from `offset` on (a transform could not rewrite what
+        lies there), counted under `reason`."""
+        out = self.data[position]
+        if offset < len(out):
+            del out[offset:]
+            self.cut[reason] += 1
 
     def __len__(self) -> int:
         return len(self.frames)

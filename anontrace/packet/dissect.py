@@ -10,10 +10,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from anontrace.packet import dhcp, dns, tunnel, wlan
 from anontrace.packet.layers import Builder, Layers
 from anontrace.packet.link import ethernet, ethertype
 from anontrace.packet.linktypes import linktype_name
 from anontrace.packet.network import IPV4, IPV6, NETWORKS, ipv4, ipv6
+from anontrace.packet.transport import TCP_PORTS, TRANSPORTS, TRANSPORTS_V6, UDP_PORTS
 
 # Link types not dissected whose readers refuse a record shorter than their fixed pseudo-header;
 # the pseudo-header (direction, circuit numbers) is kept so the frame stays readable.
@@ -84,6 +86,16 @@ LINKS: dict[int, Callable[[Builder], None]] = {
     0: bsd_null, 1: ethernet, 12: raw_ip, 14: raw_ip, 101: raw_ip, 108: bsd_loop,
     113: linux_sll, 228: lambda b: ipv4(b, 0), 229: lambda b: ipv6(b, 0), 276: linux_sll2,
 }
+
+# Protocol modules declare what they parse in tables of the same shapes; they are joined here,
+# the one module that knows them all, so none of them imports another's tables.
+for _module in (tunnel, dns, dhcp, wlan):
+    LINKS.update(_module.LINKS)
+    NETWORKS.update(_module.ETHERTYPES)
+    TRANSPORTS.update(_module.IP_PROTOCOLS)
+    TRANSPORTS_V6.update(_module.IP_PROTOCOLS)
+    UDP_PORTS.update(_module.UDP_PORTS)
+    TCP_PORTS.update(_module.TCP_PORTS)
 
 
 def dissect(data: bytes, linktype: int) -> Layers:

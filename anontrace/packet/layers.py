@@ -87,6 +87,20 @@ class Builder:
         self.names: list[Name] = []
         self.depth = 0  # tunnels and quoted packets entered so far
 
+    def _unsplit(self, limit: int) -> int:
+        """Lower `limit` to the start of any identifier it would split: a part of an address left
+        in the output would be a part not rewritten."""
+        spans = [(o, o + 4) for o in self.ipv4] + [(o, o + 16) for o in self.ipv6]
+        spans += [(o, o + 6) for o in self.macs] + [(n.offset, n.end) for n in self.names]
+        spans += [(p.offset, p.offset + p.size) for p in self.prefixes]
+        moved = True
+        while moved:
+            moved = False
+            for start, end in spans:
+                if start < limit < end:
+                    limit, moved = start, True
+        return limit
+
     def stop(self, offset: int, reason: str) -> None:
         """Understanding ends at `offset`; nothing after it may be kept."""
         self.payload = offset
@@ -95,7 +109,9 @@ class Builder:
             self.cut = reason
 
     def freeze(self) -> Layers:
-        parsed_to = self.end
+        parsed_to = self._unsplit(self.end)
+        if parsed_to < self.end:
+            self.cut = self.cut or "identifier cut short"
         cut = self.cut
         if cut is None and parsed_to < len(self.data):
             cut = "link-layer padding or trailer after the datagram"
@@ -103,3 +119,15 @@ class Builder:
                       min(self.payload, parsed_to), parsed_to, tuple(self.ipv4), tuple(self.ipv6),
                       tuple(self.checksums), cut, tuple(self.macs), tuple(self.prefixes),
                       tuple(self.names))
+
+
+MAX_DEPTH = 8  # tunnels and quoted packets nested deeper than this are cut
+
+
+def enter(b: Builder, offset: int, what: str) -> bool:
+    """Count one more level of nesting; False (and the frame cut) when it is too deep."""
+    b.depth += 1
+    if b.depth > MAX_DEPTH:
+        b.stop(offset, f"{what} nested more than {MAX_DEPTH} deep")
+        return False
+    return True

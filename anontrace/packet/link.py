@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import struct
 
-from anontrace.packet.layers import Builder
+from anontrace.packet.layers import MAX_DEPTH, Builder, enter
 from anontrace.packet.network import NETWORKS
+
+__all__ = ["MAX_DEPTH", "enter", "ethernet", "ethertype"]
 
 VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
 MAX_VLAN_TAGS = 8
-MAX_DEPTH = 8  # tunnels and quoted packets nested deeper than this are cut
 
 
 def ethertype(b: Builder, offset: int, kind: int) -> None:
@@ -46,12 +47,3 @@ def ethernet(b: Builder, offset: int = 0) -> None:
         b.stop(position, "IEEE 802.3 length field (LLC frame) not dissected")
         return
     ethertype(b, position, kind)
-
-
-def enter(b: Builder, offset: int, what: str) -> bool:
-    """Count one more level of nesting; False (and the frame cut) when it is too deep."""
-    b.depth += 1
-    if b.depth > MAX_DEPTH:
-        b.stop(offset, f"{what} nested more than {MAX_DEPTH} deep")
-        return False
-    return True

@@ -6,7 +6,7 @@ import struct
 from collections.abc import Callable
 
 from anontrace.packet.layers import Builder, Checksum
-from anontrace.packet.transport import TRANSPORTS, TRANSPORTS_V6
+from anontrace.packet.transport import QUOTED, TRANSPORTS, TRANSPORTS_V6
 
 IPV4, IPV6, ARP = 0x0800, 0x86DD, 0x0806
 ROUTE_OPTIONS = frozenset({7, 131, 137})  # record route, loose and strict source route
@@ -24,7 +24,7 @@ _ipv6_fixed = struct.Struct("!IHBB").unpack_from
 def ipv4(b: Builder, offset: int) -> None:
     data = b.data
     b.network, b.ethertype = offset, IPV4
-    if len(data) - offset < 20:
+    if b.end - offset < 20:
         b.stop(offset, "IPv4 header cut short")
         return
     version_ihl, _, total, _, fragment, _, protocol, _ = _ipv4_fixed(data, offset)
@@ -82,7 +82,7 @@ def _ipv4_options(b: Builder, pos: int, end: int) -> int:
 def ipv6(b: Builder, offset: int) -> None:
     data = b.data
     b.network, b.ethertype = offset, IPV6
-    if len(data) - offset < 40:
+    if b.end - offset < 40:
         b.stop(offset, "IPv6 header cut short")
         return
     first, length, next_header, _ = _ipv6_fixed(data, offset)
@@ -182,7 +182,7 @@ def _transport(b: Builder, table: dict[int, Callable[[Builder, int, tuple[int, .
 def arp(b: Builder, offset: int) -> None:
     data = b.data
     b.network, b.ethertype = offset, ARP
-    if len(data) - offset < 8:
+    if b.end - offset < 8:
         b.stop(offset, "ARP header cut short")
         return
     _, protocol, hardware_size, protocol_size, _ = struct.unpack_from("!HHBBH", data, offset)
@@ -190,12 +190,15 @@ def arp(b: Builder, offset: int) -> None:
     if protocol != IPV4 or protocol_size != 4:
         b.stop(offset + 8, f"ARP for protocol 0x{protocol:04x} not dissected")
         return
-    if end > len(data):
+    if end > b.end:
         b.stop(offset, "ARP message cut short")
         return
     b.ipv4 += (offset + 8 + hardware_size, offset + 8 + 2 * hardware_size + 4)
+    if hardware_size == 6:  # Ethernet: sender and target hardware addresses
+        b.macs += (offset + 8, offset + 8 + 6 + 4)
     b.end = min(end, b.end)
     b.payload = end
 
 
 NETWORKS: dict[int, Callable[[Builder, int], None]] = {IPV4: ipv4, IPV6: ipv6, ARP: arp}
+QUOTED.update({4: ipv4, 6: ipv6})

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from anontrace.errors import RuleError
+from anontrace.keys import Key
 from anontrace.rules.document import Document, load
-from anontrace.transforms import registry
+from anontrace.transforms import ALWAYS, registry
 from anontrace.transforms.base import Context, Transform
 from anontrace.transforms.payload import Payload
 
@@ -42,12 +43,16 @@ class Rules:
     description: str
     steps: tuple[Step, ...]
 
-    def build(self, context: Context) -> list[Transform]:
-        """Instantiate the steps; payload is cut to 0 bytes unless a step says otherwise."""
-        transforms = [step.transform(step.config, context) for step in self.steps]
-        if not any(isinstance(t, Payload) for t in transforms):
-            transforms.append(Payload(Payload.Config(), context))
-        return transforms
+    def build(self, key: Key) -> list[Transform]:
+        """Instantiate the steps. The identifier transforms (`ip`, `mac`, `names`) always run,
+        first, with their default settings unless a step gives others; `payload` always runs
+        last, cutting to 0 bytes unless a step says otherwise."""
+        context = Context(key, {step.transform.name: step.config for step in self.steps})
+        given = {step.transform: step.config for step in self.steps}
+        first = [kind(given.get(kind, kind.Config()), context) for kind in ALWAYS]
+        middle = [step.transform(step.config, context) for step in self.steps
+                  if step.transform not in ALWAYS and step.transform is not Payload]
+        return [*first, *middle, Payload(given.get(Payload, Payload.Config()), context)]
 
 
 def profile_names() -> list[str]:

@@ -6,9 +6,14 @@ from importlib.metadata import entry_points
 
 from anontrace.transforms.base import Transform
 from anontrace.transforms.ip import Ip
+from anontrace.transforms.mac import Mac
+from anontrace.transforms.names import Names
 from anontrace.transforms.payload import Payload
 
-BUILTINS: tuple[type[Transform], ...] = (Ip, Payload)
+BUILTINS: tuple[type[Transform], ...] = (Ip, Mac, Names, Payload)
+# Identifiers are rewritten whether or not a rule file names these: a rule keeps an identifier
+# only by saying so in a step's settings. The payload cut runs last.
+ALWAYS: tuple[type[Transform], ...] = (Ip, Mac, Names)
 ENTRY_POINT_GROUP = "anontrace.transforms"
 
 

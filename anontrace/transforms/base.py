@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from anontrace.keys import Key
 from anontrace.packet.batch import Batch
 
 Check = Callable[[Any], str | None]
+T = TypeVar("T")
 
 
 def setting(default: Any, help: str, *, minimum: int | None = None,
@@ -21,11 +22,27 @@ def setting(default: Any, help: str, *, minimum: int | None = None,
                              metadata={"help": help, "minimum": minimum, "check": check})
 
 
-@dataclass(frozen=True, slots=True)
 class Context:
-    """What every transform of a run shares: the key."""
+    """What every transform of a run shares: the key, every step's settings, and the mappings
+    built from them (so the `ip` transform's IPv6 interface ids agree with the `mac` transform's
+    MACs, and a DNS reverse name maps like the address it names)."""
 
-    key: Key
+    def __init__(self, key: Key, configs: Mapping[str, Any] | None = None) -> None:
+        self.key = key
+        self._configs = dict(configs or {})
+        self._shared: dict[str, Any] = {}
+
+    def config(self, name: str, default: T) -> T:
+        """The settings of the step using transform `name`, or `default` when no step does."""
+        found: T = self._configs.get(name, default)
+        return found
+
+    def shared(self, name: str, build: Callable[[], T]) -> T:
+        """One object per run under `name`, built on first use."""
+        if name not in self._shared:
+            self._shared[name] = build()
+        found: T = self._shared[name]
+        return found
 
 
 @dataclass(frozen=True, slots=True)

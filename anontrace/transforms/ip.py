@@ -8,7 +8,9 @@ from typing import Any
 
 from anontrace.crypto.mapping import AddressMapper, Network
 from anontrace.packet.batch import Batch
+from anontrace.packet.layers import Prefix
 from anontrace.transforms.base import Context, Transform, setting
+from anontrace.transforms.mac import mac_mapper
 
 KEEP = ("0.0.0.0/32", "255.255.255.255/32", "127.0.0.0/8", "224.0.0.0/4",
         "::/128", "::1/128", "ff00::/8")
@@ -42,21 +44,46 @@ class IpConfig:
         "IPv6 interface id can be a MAC address).", check=check_networks)
 
 
+def address_mapper(context: Context, config: IpConfig | None = None) -> AddressMapper:
+    """The run's address mapping, shared by every transform that meets an address; built from
+    `config`, or the `ip` step's settings, by whichever transform asks first."""
+    config = config or context.config(Ip.name, IpConfig())
+    return context.shared("ip", lambda: AddressMapper(
+        context.key.secret, keep=parse_networks(config.keep),
+        keep_prefix=parse_networks(config.keep_prefix), macs=mac_mapper(context)))
+
+
+def _mask(address: bytes, length: int) -> bytes:
+    """`address` with every bit after the first `length` cleared."""
+    bits = len(address) * 8
+    value = int.from_bytes(address, "big") >> (bits - length) << (bits - length) if length else 0
+    return value.to_bytes(len(address), "big")
+
+
+def _network(source: bytes, prefix: Prefix) -> bytes:
+    """The prefix's network address: its bytes, zero-filled to a full address, host bits cleared."""
+    raw = source[prefix.offset:prefix.offset + prefix.size].ljust(prefix.family, b"\0")
+    return _mask(raw[:prefix.family], prefix.length)
+
+
 class Ip(Transform):
-    """Encrypt every IPv4 and IPv6 address in the headers dissected (IP source and destination,
-    IPv4 route options, IPv6 routing headers and home address, ARP, ICMP redirect, neighbour
-    discovery targets) with Crypto-PAn: two addresses that share a k-bit prefix still share a
-    k-bit prefix afterwards, so subnets remain visible without revealing which they are. The
-    mapping is keyed, one-to-one and reversible by the key holder (`anontrace map --reverse`).
-    No address outside the special ranges is ever mapped into one of them."""
+    """Encrypt every IPv4 and IPv6 address the dissector finds (IP headers and their options, IPv6
+    routing headers and home address, ARP, ICMP redirects and quoted packets, neighbour
+    discovery, DNS records and client subnets, DHCP and DHCPv6, tunnelled frames) with
+    Crypto-PAn: two addresses that share a k-bit prefix still share a k-bit prefix afterwards, so
+    subnets remain visible without revealing which they are. The mapping is keyed, one-to-one
+    and reversible by the key holder (`anontrace map --reverse`). No address outside the special
+    ranges is ever mapped into one of them. IPv6 addresses that embed an IPv4 address
+    (IPv4-mapped, NAT64, 6to4, Teredo) carry it mapped like IPv4; an interface id built from a
+    MAC (EUI-64) is rebuilt from the MAC's mapping (see `mac`); prefixes (router advertisements,
+    DHCPv6 delegations, EDNS client subnet) map like the addresses inside them."""
 
     name = "ip"
     Config = IpConfig
 
     def __init__(self, config: IpConfig, context: Context) -> None:
         super().__init__(config, context)
-        self.mapper = AddressMapper(context.key.secret, keep=parse_networks(config.keep),
-                                    keep_prefix=parse_networks(config.keep_prefix))
+        self.mapper = address_mapper(context, config)
 
     def apply(self, batch: Batch) -> Batch:
         seen: set[bytes] = set()
@@ -64,6 +91,7 @@ class Ip(Transform):
             source = frame.data
             seen.update(source[offset:offset + 4] for offset in layers.ipv4)
             seen.update(source[offset:offset + 16] for offset in layers.ipv6)
+            seen.update(_network(source, prefix) for prefix in layers.prefixes)
         self.mapper.map_many(seen)
         mapped = self.mapper.lookup()
         rewritten = 0
@@ -75,6 +103,12 @@ class Ip(Transform):
                     if end <= length:
                         out[offset:end] = mapped[source[offset:end]]
                         rewritten += 1
+            for prefix in layers.prefixes:
+                end = prefix.offset + prefix.size
+                if end <= length:
+                    network = _mask(mapped[_network(source, prefix)], prefix.length)
+                    out[prefix.offset:end] = network[:prefix.size]
+                    rewritten += 1
         batch.counts["address fields rewritten"] += rewritten
         return batch
 

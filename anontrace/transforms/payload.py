@@ -1,34 +1,128 @@
-"""payload: keep at most N bytes after the last header understood."""
+"""payload: keep at most N bytes after the last header understood, and no identifier in them."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
+from typing import Any
 
+from anontrace.crypto.macs import MacMapper
+from anontrace.crypto.mapping import AddressMapper
 from anontrace.packet.batch import Batch
-from anontrace.transforms.base import Transform, setting
+from anontrace.transforms.base import Context, Transform, setting
+from anontrace.transforms.ip import address_mapper
+from anontrace.transforms.mac import mac_mapper
+
+MODES = ("cut", "rewrite")
+DOTTED = re.compile(rb"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
+COLONS = re.compile(rb"(?<![0-9A-Fa-f:])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+MAC_TEXT = re.compile(
+    rb"(?<![0-9A-Fa-f])[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}(?![0-9A-Fa-f])")
+REVERSE = re.compile(rb"in-addr[.\x04]arpa|ip6[.\x04]arpa", re.IGNORECASE)
+Hit = tuple[int, int, bytes | None]  # start, end, replacement of the same length (None: cut here)
+
+
+def check_mode(value: Any) -> str | None:
+    return None if value in MODES else f"must be one of {', '.join(MODES)}"
 
 
 @dataclass(frozen=True, slots=True)
 class PayloadConfig:
     keep: int = setting(0, "Bytes of payload kept after the last header the dissector "
                         "understood; 0 keeps headers only.", minimum=0)
+    identifiers: str = setting(
+        "cut", "What happens to kept payload holding an address or MAC (in binary, as dotted or "
+        "colon text, or a reverse-DNS name): `cut` ends the payload just before it; `rewrite` "
+        "replaces binary ones and same-length text with their mapping, and cuts before the rest.",
+        check=check_mode)
 
 
 class Payload(Transform):
     """Cut application payload to at most `keep` bytes, like a capture snap length: the frame's
     original length and the IP and UDP length fields stay as they were, so packet sizes remain
-    analysable. Payloads are cut to 0 bytes when no rule keeps any."""
+    analysable. Payloads are cut to 0 bytes when no rule keeps any. Kept payload is searched for
+    identifiers: every IPv4/IPv6 address and MAC seen in the run's headers, in binary, and any
+    address, MAC or reverse-DNS name written as text; see `identifiers`."""
 
     name = "payload"
     Config = PayloadConfig
 
+    def __init__(self, config: PayloadConfig, context: Context) -> None:
+        super().__init__(config, context)
+        self.addresses: AddressMapper = address_mapper(context)
+        self.macs: MacMapper = mac_mapper(context)
+
     def apply(self, batch: Batch) -> Batch:
         keep = self.config.keep
         cut = 0
-        for layers, out in zip(batch.layers, batch.data, strict=True):
+        for position, (frame, layers, out) in enumerate(zip(batch.frames, batch.layers, batch.data,
+                                                            strict=True)):
             limit = layers.payload + keep
             if len(out) > limit:
                 del out[limit:]
                 cut += 1
+            if len(out) > layers.payload:
+                self._scrub(batch, position, frame.data, layers.payload)
         batch.counts["payloads cut"] += cut
         return batch
+
+    def _scrub(self, batch: Batch, position: int, source: bytes, start: int) -> None:
+        out = batch.data[position]
+        hits = sorted(self._hits(source, start, len(out)))
+        rewrite = self.config.identifiers == "rewrite"
+        done = start
+        for begin, end, replacement in hits:
+            if begin < done:
+                continue  # overlaps a hit already handled
+            if replacement is None or not rewrite:
+                batch.cut_at(position, begin, "payload holds an identifier")
+                return
+            out[begin:end] = replacement
+            batch.counts["payload identifiers rewritten"] += 1
+            done = end
+
+    def _hits(self, source: bytes, start: int, end: int) -> list[Hit]:
+        region = source[start:end]
+        hits: list[Hit] = []
+        addresses, macs = self.addresses.lookup(), self.macs.lookup()
+        for size, known in ((4, addresses), (16, addresses), (6, macs)):
+            for i in range(len(region) - size + 1):
+                window = region[i:i + size]
+                mapped = known.get(window)
+                if mapped is not None and mapped != window:
+                    hits.append((start + i, start + i + size, mapped))
+        for match in DOTTED.finditer(region):
+            hits += self._text(match, start, 4)
+        for match in COLONS.finditer(region):
+            hits += self._text(match, start, 16)
+        for match in MAC_TEXT.finditer(region):
+            hits += self._mac_text(match, start)
+        hits += [(start + m.start(), start + m.end(), None) for m in REVERSE.finditer(region)]
+        return hits
+
+    def _text(self, match: re.Match[bytes], start: int, size: int) -> list[Hit]:
+        text = match.group()
+        try:
+            address = ipaddress.ip_address(text.decode("ascii"))
+        except ValueError:
+            return []
+        if len(address.packed) != size:
+            return []
+        mapped = self.addresses.map(address.packed)
+        if mapped == address.packed:
+            return []  # a kept address (loopback, multicast, ...) names no host
+        replacement = str(ipaddress.ip_address(mapped)).encode()
+        same = replacement if len(replacement) == len(text) else None
+        return [(start + match.start(), start + match.end(), same)]
+
+    def _mac_text(self, match: re.Match[bytes], start: int) -> list[Hit]:
+        text = match.group()
+        separator = text[2:3]
+        mac = bytes.fromhex(text.decode("ascii").replace(separator.decode(), ""))
+        mapped = self.macs.map(mac)
+        if mapped == mac:
+            return []  # a kept group address
+        formatted = separator.join(f"{b:02x}".encode() for b in mapped)
+        replacement = formatted.upper() if text.isupper() else formatted
+        return [(start + match.start(), start + match.end(), replacement)]

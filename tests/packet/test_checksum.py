@@ -74,7 +74,8 @@ def test_wrong_checksum_stays_wrong_by_the_same_amount() -> None:
 
 
 def test_truncated_capture_keeps_checksum_of_the_whole_datagram() -> None:
-    full = bytes(IP(src="10.1.2.3", dst="10.3.2.1") / UDP() / Raw(b"payload that the snaplen cut"))
+    full = bytes(IP(src="10.1.2.3", dst="10.3.2.1") / UDP(sport=9, dport=9)
+                 / Raw(b"payload that the snaplen cut"))
     cut = full[:30]
     layers = dissect(cut, 101)
     out = bytearray(cut)
@@ -86,7 +87,7 @@ def test_truncated_capture_keeps_checksum_of_the_whole_datagram() -> None:
 
 
 def test_udp_without_checksum_stays_without() -> None:
-    data = bytearray(bytes(IP(src="10.1.2.3", dst="10.3.2.1") / UDP() / Raw(b"x")))
+    data = bytearray(bytes(IP(src="10.1.2.3", dst="10.3.2.1") / UDP(sport=9, dport=9) / Raw(b"x")))
     data[26:28] = b"\0\0"
     out = rewrite_addresses(bytes(data))
     assert out[26:28] == b"\0\0"

@@ -68,8 +68,8 @@ def test_linktype_229_is_ipv6_only() -> None:
 
 
 def test_unknown_link_type_keeps_nothing() -> None:
-    layers = dissect(b"\x01\x02\x03\x04", 105)  # IEEE 802.11: not dissected yet
-    assert layers.parsed_to == 0 and layers.cut == "link type IEEE802_11 not dissected"
+    layers = dissect(b"\x01\x02\x03\x04", 147)  # USER0: private use, never dissected
+    assert layers.parsed_to == 0 and layers.cut == "link type USER0 not dissected"
 
 
 def test_unknown_ethertype_is_cut_after_the_link_header() -> None:

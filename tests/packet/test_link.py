@@ -11,7 +11,7 @@ from anontrace.packet.link import MAX_DEPTH, enter, ethernet, ethertype
 
 def test_ethernet_at_an_offset_notes_both_macs_and_the_network_layer() -> None:
     frame = b"\xee" * 10 + bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / Dot1Q(vlan=5)
-                                 / IP(src="10.0.0.1", dst="10.0.0.2") / UDP())
+                                 / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=9, dport=9))
     b = Builder(frame)
     ethernet(b, 10)
     layers = b.freeze()

@@ -28,7 +28,7 @@ def test_record_route_addresses_are_found() -> None:
             dst="10.0.0.2",
             options=[IPOption_RR(routers=["192.0.2.1", "192.0.2.2", "0.0.0.0"])],
         )
-        / UDP()
+        / UDP(sport=9, dport=9)
         / Raw(b"a")
     )
     layers = dissect(bytes(packet), 101)
@@ -49,14 +49,15 @@ def test_source_route_final_hop_is_the_checksum_destination() -> None:
 
 
 def test_malformed_ipv4_option_cuts_after_fixed_header() -> None:
-    data = bytearray(bytes(IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_RR()]) / UDP()))
+    data = bytearray(bytes(IP(src="10.0.0.1", dst="10.0.0.2", options=[IPOption_RR()])
+                           / UDP(sport=9, dport=9)))
     data[21] = 60  # option length runs past the header
     layers = dissect(bytes(data), 101)
     assert layers.parsed_to == 20 and layers.cut == "malformed IPv4 option 7"
 
 
 def test_bad_ihl_keeps_nothing_of_the_packet() -> None:
-    data = bytearray(bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP()))
+    data = bytearray(bytes(IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=9, dport=9)))
     data[0] = 0x43
     layers = dissect(bytes(data), 101)
     assert layers.parsed_to == 0 and layers.ipv4 == ()
@@ -82,7 +83,7 @@ def test_ipv6_extension_headers_and_home_address() -> None:
         IPv6(src="2001:db8::1", dst="2001:db8::2")
         / IPv6ExtHdrHopByHop()
         / IPv6ExtHdrDestOpt(options=[HAO(hoa="2001:db8::99")])
-        / UDP()
+        / UDP(sport=9, dport=9)
         / Raw(b"q")
     )
     layers = dissect(bytes(packet), 101)
@@ -110,7 +111,7 @@ def test_segment_routing_header_first_segment_is_final_destination() -> None:
     packet = (
         IPv6(src="2001:db8::1", dst="2001:db8::a")
         / IPv6ExtHdrSegmentRouting(addresses=["2001:db8::f", "2001:db8::a"], segleft=1)
-        / UDP()
+        / UDP(sport=9, dport=9)
     )
     layers = dissect(bytes(packet), 101)
     assert layers.ipv6 == (8, 24, 48, 64)
@@ -125,12 +126,14 @@ def test_later_ipv6_fragment_is_opaque() -> None:
 
 
 def test_ipv6_extension_header_cut_short() -> None:
-    data = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrDestOpt() / UDP())[:44]
+    data = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrDestOpt()
+                 / UDP(sport=9, dport=9))[:44]
     layers = dissect(data, 101)
     assert layers.parsed_to == 40 and layers.ipv6 == (8, 24)
 
 
 def test_ipv6_payload_length_bounds_the_datagram() -> None:
-    data = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP() / Raw(b"k" * 4)) + b"TRAILER!"
+    data = bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=9, dport=9)
+                 / Raw(b"k" * 4)) + b"TRAILER!"
     layers = dissect(data, 101)
     assert layers.parsed_to == 52 and layers.cut is not None

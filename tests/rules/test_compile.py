@@ -9,7 +9,6 @@ import pytest
 from anontrace.errors import RuleError
 from anontrace.keys import Key
 from anontrace.rules.compile import parse_rules, profile_names, read_rules
-from anontrace.transforms.base import Context
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.payload import Payload
 
@@ -30,7 +29,7 @@ def test_shipped_default_profile() -> None:
 
 def test_payload_is_cut_unless_a_step_keeps_it() -> None:
     rules = parse_rules("version: 1\nsteps:\n  - use: ip\n", "r.yaml")
-    transforms = rules.build(Context(Key(bytes(32))))
+    transforms = rules.build(Key(bytes(32)))
     assert isinstance(transforms[-1], Payload) and transforms[-1].config.keep == 0
 
 
@@ -59,7 +58,7 @@ def test_unknown_top_level_key() -> None:
 def test_unknown_transform_lists_available() -> None:
     error = refused("version: 1\nsteps:\n  - use: ipp\n")
     assert error.where == "r.yaml:3:10"
-    assert "unknown transform 'ipp'" in error.what and "available: ip, payload" in error.hint
+    assert "unknown transform 'ipp'" in error.what and "available: ip, mac, names, payload" in error.hint
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def test_every_setting_is_documented(transform: type[Transform]) -> None:
 
 
 def test_registry_lists_builtins_in_order() -> None:
-    assert list(registry()) == ["ip", "payload"]
+    assert list(registry()) == ["ip", "mac", "names", "payload"]
 
 
 def test_duplicate_names_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
