@@ -16,9 +16,17 @@ import pytest
 from click.testing import CliRunner
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dhcp6 import DUID_LL, DHCP6_Solicit, DHCP6OptClientId, DHCP6OptIA_NA, DHCP6OptIAAddress
-from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.dns import DNS, DNSQR, DNSRR, DNSRROPT, EDNS0ClientSubnet
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.inet6 import (
+    ICMPv6ND_NA,
+    ICMPv6ND_NS,
+    ICMPv6ND_RA,
+    ICMPv6NDOptDstLLAddr,
+    ICMPv6NDOptPrefixInfo,
+    ICMPv6NDOptSrcLLAddr,
+    IPv6,
+)
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet
@@ -64,6 +72,11 @@ def frames() -> dict[str, Packet]:
         / UDP(sport=546, dport=547) / DHCP6_Solicit(trid=5)
         / DHCP6OptClientId(duid=DUID_LL(lladdr=MAC_A))
         / DHCP6OptIA_NA(iaid=1, ianaopts=[DHCP6OptIAAddress(addr=V6_A)]),
+        "ra": Ether(src=MAC_R, dst="33:33:00:00:00:01") / IPv6(src="fe80::1", dst="ff02::1") / ICMPv6ND_RA()
+        / ICMPv6NDOptPrefixInfo(prefixlen=64, prefix="2001:db8:1:2::"),
+        "ecs": Ether(src=MAC_A, dst=MAC_R) / IP(src=V4_A, dst=V4_DNS) / UDP(sport=40011, dport=53)
+        / DNS(id=9, rd=1, qd=DNSQR(qname="example.org"),
+              ar=DNSRROPT(rdata=[EDNS0ClientSubnet(source_plen=24, address="10.20.30.0")])),
         "six_to_four": eth_a / IPv6(src="2002:0a14:1e28:1::1", dst=V6_B) / TCP(sport=40005, dport=80),
         "teredo": eth_a / IPv6(src="2001:0:ac10:535:8000:f227:f5eb:e1d7", dst=V6_B)
         / TCP(sport=40006, dport=80),  # server 172.16.5.53, client 10.20.30.40 (inverted)
@@ -112,8 +125,9 @@ FIELDS = ("eth.src", "eth.dst", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "arp
           "icmpv6.nd.na.target_address", "dns.a", "dns.aaaa", "dns.qry.name", "dns.resp.name",
           "dhcp.hw.mac_addr", "dhcp.ip.your", "dhcp.option.router", "dhcp.option.hostname",
           "dhcpv6.duidll.link_layer_addr", "dhcpv6.iaaddr.ip", "ipv6.src_6to4_gw_ipv4", "ipv6.src_ts_ipv4",
-          "ipv6.tc_ipv4", "_ws.malformed", "ip.checksum.status", "tcp.checksum.status",
-          "udp.checksum.status", "icmp.checksum.status", "icmpv6.checksum.status")
+          "ipv6.tc_ipv4", "icmpv6.opt.prefix", "dns.opt.client.addr4", "_ws.malformed",
+          "ip.checksum.status", "tcp.checksum.status", "udp.checksum.status", "icmp.checksum.status",
+          "icmpv6.checksum.status")
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +223,13 @@ def test_tunnelled_frames_follow_the_same_mapping(views: tuple[View, View], tunn
     assert after[tunnel]["ip.dst"][-1] == first(after, "base4", "ip.dst")
     if tunnel == "vxlan":
         assert after[tunnel]["eth.src"][-1] == first(after, "base4", "eth.src")
+
+
+def test_prefixes_follow_the_addresses_inside_them(views: tuple[View, View]) -> None:
+    _, after = views
+    host6 = ipaddress.ip_address(first(after, "base6", "ipv6.src")).packed
+    prefix = ipaddress.ip_address(first(after, "ra", "icmpv6.opt.prefix")).packed
+    assert prefix == host6[:8] + bytes(8)
+    host4 = ipaddress.ip_address(first(after, "base4", "ip.src")).packed
+    subnet = ipaddress.ip_address(first(after, "ecs", "dns.opt.client.addr4")).packed
+    assert subnet == host4[:3] + b"\0"

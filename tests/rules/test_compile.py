@@ -10,6 +10,8 @@ from anontrace.errors import RuleError
 from anontrace.keys import Key
 from anontrace.rules.compile import parse_rules, profile_names, read_rules
 from anontrace.transforms.ip import Ip
+from anontrace.transforms.mac import Mac
+from anontrace.transforms.names import Names
 from anontrace.transforms.payload import Payload
 
 
@@ -22,7 +24,7 @@ def refused(text: str) -> RuleError:
 def test_shipped_default_profile() -> None:
     assert "default" in profile_names()
     rules = read_rules(None)
-    assert [s.transform for s in rules.steps] == [Ip, Payload]
+    assert [s.transform for s in rules.steps] == [Ip, Mac, Names, Payload]
     assert rules.source == "<default>"
     assert read_rules("default") == rules
 
@@ -125,3 +127,17 @@ def test_rule_file_from_path(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text("version: 1\nsteps:\n  - use: payload\n    keep: 8\n")
     assert read_rules(str(path)).steps[0].config.keep == 8
+
+
+def test_identifier_transforms_run_even_when_a_rule_file_leaves_them_out() -> None:
+    rules = parse_rules("version: 1\nsteps:\n  - use: payload\n    keep: 8\n", "r.yaml")
+    transforms = rules.build(Key(bytes(32)))
+    assert [type(t) for t in transforms] == [Ip, Mac, Names, Payload]
+    assert transforms[-1].config.keep == 8
+
+
+def test_names_policy_and_payload_mode_are_checked() -> None:
+    with pytest.raises(RuleError, match="must be one of hash, keep, remove"):
+        parse_rules("version: 1\nsteps:\n  - use: names\n    policy: scramble\n", "r.yaml")
+    with pytest.raises(RuleError, match="r.yaml:5:18: steps.0.identifiers: must be one of cut, rewrite"):
+        parse_rules("version: 1\nsteps:\n  - use: payload\n    keep: 9\n    identifiers: keep\n", "r.yaml")
