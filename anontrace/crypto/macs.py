@@ -1,9 +1,11 @@
 """The MAC address mapping: a keyed permutation of the host-identifying bits, cached.
 
-- Group addresses (broadcast, multicast: the I/G bit set) name no host and pass through when
-  `keep_group` is set, except 33:33:ff:xx:xx:xx, the Ethernet form of an IPv6 solicited-node
-  address, whose low 24 bits are a host's: they are permuted exactly like the low 24 bits of the
-  solicited-node address itself (`solicited`), so the two stay consistent.
+- Group addresses (broadcast, multicast) of the registered multicast blocks (`MULTICAST`) name
+  no host and pass through when `keep_group` is set, except 33:33:ff:xx:xx:xx, the Ethernet
+  form of an IPv6 solicited-node address, whose low 24 bits are a host's: they are permuted
+  exactly like the low 24 bits of the solicited-node address itself (`solicited`), so the two
+  stay consistent. Any other address with the group bit set (a damaged or forged host address
+  is one bit away from a real one) is mapped like a host's, its group bit kept.
 - The all-zero address (ARP's "unknown") passes through.
 - Any other address keeps its I/G and U/L bits (so it stays unicast and universal or local); the
   other 46 bits are permuted, or only the low 24 when `keep_oui` keeps the vendor prefix.
@@ -21,6 +23,21 @@ FLAG_BITS = 0x03 << 40  # I/G and U/L, the two low bits of the first byte
 LOW_24 = (1 << 24) - 1
 SOLICITED_MAC = 0x3333FF << 24
 CACHE_LIMIT = 1 << 20
+# Multicast blocks whose addresses name groups or protocols, never a host (IEEE/IANA registries).
+MULTICAST = (
+    b"\xff\xff\xff\xff\xff\xff",  # broadcast
+    b"\x01\x00\x5e",  # IPv4 multicast (RFC 1112)
+    b"\x33\x33",  # IPv6 multicast (RFC 2464)
+    b"\x01\x80\xc2",  # IEEE 802.1 reserved: STP, LLDP, LACP, PAUSE, 802.1X
+    b"\x01\x1b\x19",  # IEEE 1588 PTP
+    b"\x01\x00\x0c",  # Cisco CDP, VTP, PVST+
+    b"\x01\x0c\xcd",  # IEC 61850 GOOSE, sampled values
+    b"\x09\x00\x2b",  # DEC
+    b"\x09\x00\x07",  # AppleTalk
+    b"\x03\x00\x00",  # IEEE 802.5 functional addresses (NetBIOS, ...)
+    b"\xab\x00\x00",  # DEC MOP, DECnet
+    b"\x01\x00\x81",  # Nortel/SynOptics autodiscovery
+)
 
 
 class MacMapper:
@@ -36,8 +53,12 @@ class MacMapper:
         self.distinct = 0
 
     def _kept(self, value: int) -> bool:
-        group = bool(value >> 40 & 1)
-        return value == 0 or (group and self.keep_group and value >> 24 != SOLICITED_MAC >> 24)
+        if value == 0:
+            return True
+        if not self.keep_group or value >> 24 == SOLICITED_MAC >> 24:
+            return False
+        raw = value.to_bytes(6, "big")
+        return any(raw.startswith(block) for block in MULTICAST)
 
     def solicited(self, values: Iterable[int], reverse: bool = False) -> list[int]:
         """Permute the 24 host bits of solicited-node addresses (shared with the IPv6 mapping)."""

@@ -28,14 +28,26 @@ def linux_sll(b: Builder) -> None:
     if len(b.data) < 16:
         b.stop(0, "Linux cooked header cut short")
         return
-    _cooked(b, 16, struct.unpack_from("!H", b.data, 14)[0])
+    if _cooked_address(b, struct.unpack_from("!H", b.data, 4)[0], 6):
+        _cooked(b, 16, struct.unpack_from("!H", b.data, 14)[0])
 
 
 def linux_sll2(b: Builder) -> None:
     if len(b.data) < 20:
         b.stop(0, "Linux cooked v2 header cut short")
         return
-    _cooked(b, 20, struct.unpack_from("!H", b.data, 0)[0])
+    if _cooked_address(b, b.data[11], 12):
+        _cooked(b, 20, struct.unpack_from("!H", b.data, 0)[0])
+
+
+def _cooked_address(b: Builder, length: int, offset: int) -> bool:
+    """The cooked header's link-layer address: a MAC, or nothing; any other kind is not kept."""
+    if length == 6:
+        b.macs.append(offset)
+    elif length:
+        b.stop(0, f"Linux cooked link-layer address of {length} bytes not dissected")
+        return False
+    return True
 
 
 def _cooked(b: Builder, offset: int, protocol: int) -> None:

@@ -143,6 +143,10 @@ def _routing(b: Builder, pos: int, size: int, destination: int) -> int:
         count = b.data[pos + 4] + 1
         slots = list(range(pos + 8, min(pos + 8 + 16 * count, pos + size) - 15, 16))
         final = slots[0] if slots else destination
+        if pos + 8 + 16 * count < pos + size:  # TLVs after the segments (HMAC, padding, ...)
+            b.ipv6 += slots
+            b.stop(pos + 8 + 16 * count, "IPv6 segment routing TLVs not dissected")
+            return -1
     else:
         b.stop(pos, f"IPv6 routing header type {kind} not dissected")
         return -1
@@ -190,12 +194,14 @@ def arp(b: Builder, offset: int) -> None:
     if protocol != IPV4 or protocol_size != 4:
         b.stop(offset + 8, f"ARP for protocol 0x{protocol:04x} not dissected")
         return
+    if hardware_size != 6:
+        b.stop(offset + 8, f"ARP hardware address size {hardware_size} not dissected")
+        return
     if end > b.end:
         b.stop(offset, "ARP message cut short")
         return
     b.ipv4 += (offset + 8 + hardware_size, offset + 8 + 2 * hardware_size + 4)
-    if hardware_size == 6:  # Ethernet: sender and target hardware addresses
-        b.macs += (offset + 8, offset + 8 + 6 + 4)
+    b.macs += (offset + 8, offset + 8 + 6 + 4)  # sender and target hardware addresses
     b.end = min(end, b.end)
     b.payload = end
 

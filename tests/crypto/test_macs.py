@@ -57,3 +57,11 @@ def test_eui64_round_trip() -> None:
     assert interface_id.hex() == "021b21fffe3a1b2c"  # RFC 4291 appendix A
     assert eui64_mac(interface_id) == mac
     assert eui64_mac(bytes.fromhex("021b21aaaa3a1b2c")) is None
+
+
+def test_group_bit_outside_registered_blocks_is_mapped_like_a_host() -> None:
+    # a damaged source address: a real MAC with the group bit flipped must not pass through
+    flipped = bytes.fromhex("011f29da2d79")
+    out = MacMapper(KEY).map(flipped)
+    assert out != flipped and out[0] & 3 == flipped[0] & 3
+    assert MacMapper(KEY).reverse(out) == flipped

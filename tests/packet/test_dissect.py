@@ -127,3 +127,14 @@ def test_never_raises_on_cut_frames(size: int) -> None:
 def test_sunatm_keeps_only_its_pseudo_header() -> None:
     layers = dissect(bytes([0x80, 1, 0, 32]) + b"\xaa\xaa\x03" + bytes(40), 123)
     assert layers.parsed_to == 4 and layers.cut == "link type SUNATM not dissected"
+
+
+def test_cooked_headers_carry_the_source_mac() -> None:
+    sll = bytes(CookedLinux(src=bytes.fromhex("001b213a1b2c") + b"\0\0", lladdrlen=6, proto=0x0800)
+                / IP(src="10.0.0.1", dst="10.0.0.2"))
+    layers = dissect(sll, 113)
+    assert layers.macs == (6,) and sll[6:12] == bytes.fromhex("001b213a1b2c")
+    odd = bytearray(sll)
+    odd[5] = 8  # an 8-byte link-layer address (not a MAC) is not kept
+    layers = dissect(bytes(odd), 113)
+    assert layers.parsed_to == 0 and layers.cut == "Linux cooked link-layer address of 8 bytes not dissected"

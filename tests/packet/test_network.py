@@ -11,7 +11,9 @@ from scapy.layers.inet6 import (
     IPv6ExtHdrHopByHop,
     IPv6ExtHdrRouting,
     IPv6ExtHdrSegmentRouting,
+    IPv6ExtHdrSegmentRoutingTLVPadN,
 )
+from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet, Raw
 
 from anontrace.packet.dissect import dissect
@@ -137,3 +139,22 @@ def test_ipv6_payload_length_bounds_the_datagram() -> None:
                  / Raw(b"k" * 4)) + b"TRAILER!"
     layers = dissect(data, 101)
     assert layers.parsed_to == 52 and layers.cut is not None
+
+
+def test_arp_hardware_addresses_are_macs_and_other_sizes_are_cut() -> None:
+    data = bytes(Ether() / ARP(hwsrc="00:1b:21:3a:1b:2c", hwdst="3c:22:fb:10:20:30", psrc="10.0.0.1"))
+    layers = dissect(data, 1)
+    assert layers.macs == (0, 6, 22, 32) and layers.ipv4 == (28, 38)
+    odd = bytearray(data)
+    odd[18] = 7  # hardware address size 7: where the protocol addresses sit is no longer known
+    layers = dissect(bytes(odd), 1)
+    assert layers.parsed_to == 22 and layers.cut == "ARP hardware address size 7 not dissected"
+
+
+def test_segment_routing_tlvs_are_cut() -> None:
+    srh = IPv6ExtHdrSegmentRouting(addresses=["2001:db8::1", "2001:db8::2"], tlv_objects=[
+        IPv6ExtHdrSegmentRoutingTLVPadN(padding=b"\xaa" * 6)])
+    data = bytes(IPv6(src="2001:db8::9", dst="2001:db8::1") / srh / UDP(sport=9, dport=9))
+    layers = dissect(data, 101)
+    assert layers.ipv6 == (8, 24, 48, 64) and layers.parsed_to == 80
+    assert layers.cut == "IPv6 segment routing TLVs not dissected"
