@@ -28,7 +28,7 @@ def run(frames: list[bytes], config: NamesConfig | None = None) -> tuple[list[by
 
 
 def qname(frame: bytes) -> str:
-    return str(DNS(frame[42:]).qd.qname.decode())
+    return str(DNS(frame[42:]).qd[0].qname.decode())
 
 
 def test_labels_are_hashed_same_length_consistently_tld_kept() -> None:
