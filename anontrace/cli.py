@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.compile import read_rules
 from anontrace.scrub import plan, scrub
 from anontrace.transforms.ip import Ip
+from anontrace.transforms.mac import Mac
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 EXIT_CODES: dict[str, int] = {
@@ -81,6 +83,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 RULES_HELP = "Rule file: a shipped profile name (default: `default`) or a path to a YAML file."
+MAC_TEXT = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}")
 KEY_HELP = "Key file (from `anontrace keygen`); else $ANONTRACE_KEY_FILE; else a one-time key."
 
 
@@ -136,22 +139,31 @@ def keygen_command(ctx: click.Context, output: Path, force: bool) -> None:
 @click.pass_context
 def map_command(ctx: click.Context, addresses: tuple[str, ...], key_file: Path, reverse: bool,
                 rules_spec: str | None) -> None:
-    """Print the mapped (or, with --reverse, original) form of each address, one per line."""
+    """Print the mapped (or, with --reverse, original) form of each IPv4/IPv6 address or MAC
+    (aa:bb:cc:dd:ee:ff), one per line."""
     with _errors(ctx.obj["debug"]):
         key = read_key_file(key_file)
         rules = read_rules(rules_spec)
         packed = [_address(a) for a in addresses]
-        mapper = next(t for t in rules.build(key) if isinstance(t, Ip)).mapper
+        transforms = rules.build(key)
+        ips = next(t for t in transforms if isinstance(t, Ip)).mapper
+        macs = next(t for t in transforms if isinstance(t, Mac)).mapper
         for value in packed:
-            result = mapper.reverse(value) if reverse else mapper.map(value)
-            click.echo(str(ipaddress.ip_address(result)))
+            if len(value) == 6:
+                result = macs.reverse(value) if reverse else macs.map(value)
+                click.echo(":".join(f"{b:02x}" for b in result))
+            else:
+                result = ips.reverse(value) if reverse else ips.map(value)
+                click.echo(str(ipaddress.ip_address(result)))
 
 
 def _address(text: str) -> bytes:
+    if MAC_TEXT.fullmatch(text):
+        return bytes.fromhex(text.replace(":", "").replace("-", ""))
     try:
         return ipaddress.ip_address(text).packed
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not an IPv4 or IPv6 address",
+        raise click.BadParameter(f"{text!r} is not an IPv4 or IPv6 address or a MAC",
                                  param_hint="ADDRESSES") from None
 
 

@@ -228,3 +228,12 @@ def test_usage_errors(tmp_path: Path) -> None:
 def test_version_and_module_entry_point() -> None:
     result = anontrace("--version")
     assert result.returncode == 0 and result.stdout.startswith(b"anontrace, version ")
+
+
+def test_map_maps_and_reverses_macs(key_file: Path) -> None:
+    forward = anontrace("map", "--key-file", str(key_file), "00:1b:21:3a:1b:2c", "ff:ff:ff:ff:ff:ff")
+    assert forward.returncode == 0, forward.stderr
+    mapped, broadcast = forward.stdout.decode().split()
+    assert mapped != "00:1b:21:3a:1b:2c" and broadcast == "ff:ff:ff:ff:ff:ff"
+    back = anontrace("map", "--key-file", str(key_file), "--reverse", mapped)
+    assert back.stdout.decode().strip() == "00:1b:21:3a:1b:2c"
