@@ -191,8 +191,11 @@ def arp(b: Builder, offset: int) -> None:
         return
     _, protocol, hardware_size, protocol_size, _ = struct.unpack_from("!HHBBH", data, offset)
     end = offset + 8 + 2 * (hardware_size + protocol_size)
-    if protocol != IPV4 or protocol_size != 4:
+    if protocol != IPV4:
         b.stop(offset + 8, f"ARP for protocol 0x{protocol:04x} not dissected")
+        return
+    if protocol_size != 4:
+        b.stop(offset + 8, f"ARP IPv4 address size {protocol_size} not dissected")
         return
     if hardware_size != 6:
         b.stop(offset + 8, f"ARP hardware address size {hardware_size} not dissected")

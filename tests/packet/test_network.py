@@ -158,3 +158,10 @@ def test_segment_routing_tlvs_are_cut() -> None:
     layers = dissect(data, 101)
     assert layers.ipv6 == (8, 24, 48, 64) and layers.parsed_to == 80
     assert layers.cut == "IPv6 segment routing TLVs not dissected"
+
+
+def test_arp_with_a_wrong_ipv4_address_size_is_cut_after_its_fixed_header() -> None:
+    data = bytearray(bytes(Ether() / ARP(psrc="10.0.0.1")))
+    data[19] = 6
+    layers = dissect(bytes(data), 1)
+    assert layers.parsed_to == 22 and layers.cut == "ARP IPv4 address size 6 not dissected"
