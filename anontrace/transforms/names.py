@@ -63,7 +63,7 @@ class Names(Transform):
         for position, (frame, layers) in enumerate(zip(batch.frames, batch.layers, strict=True)):
             for name in layers.names:
                 if name.offset >= len(batch.data[position]):
-                    break
+                    continue
                 problem = self._rewrite(frame.data, batch.data[position], name)
                 if problem is not None:
                     batch.cut_at(position, name.offset, problem)
@@ -132,8 +132,6 @@ class Names(Transform):
             return {i: mapped[k:k + 1] for k, i in enumerate(run)}
         return {}
 
-    def stats(self) -> dict[str, int]:
-        return {}
 
 
 def _run(texts: list[bytes], is_part: Any, limit: int) -> list[int]:
