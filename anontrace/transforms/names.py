@@ -62,8 +62,8 @@ class Names(Transform):
     def apply(self, batch: Batch) -> Batch:
         for position, (frame, layers) in enumerate(zip(batch.frames, batch.layers, strict=True)):
             for name in layers.names:
-                if name.offset >= len(batch.data[position]):
-                    continue
+                if name.end > len(batch.data[position]):
+                    continue  # not (all) in the output: nothing of it to rewrite or to leak
                 problem = self._rewrite(frame.data, batch.data[position], name)
                 if problem is not None:
                     batch.cut_at(position, name.offset, problem)
