@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
+from scapy.utils import rdpcap
 
 from anontrace.io.capture import open_reader
 from anontrace.io.pcap import PcapWriter
 from anontrace.keys import Key
 from anontrace.packet.batch import Batch
 from anontrace.pipeline import RunStats, run
-from anontrace.rules.compile import read_rules
+from anontrace.rules.compile import parse_rules, read_rules
 from anontrace.transforms.base import Context, Transform
 from tests.helpers import write_pcap
 
@@ -84,3 +87,28 @@ def test_stats_merge() -> None:
     b.dropped["x"] += 2
     a.merge(b)
     assert (a.frames_in, a.frames_out, a.dropped["x"]) == (5, 4, 3)
+
+
+def test_payload_search_does_not_depend_on_batching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An address first seen in a header of a LATER frame is not yet known when an earlier frame's
+    payload is searched, whether both frames share a batch or not."""
+    import anontrace.pipeline as pipeline
+
+    packets = [Ether() / IP(src="192.0.2.1", dst="198.51.100.1") / UDP(sport=9, dport=9)
+               / Raw(b"x" + socket.inet_aton("203.0.113.77") + b"y"),
+               Ether() / IP(src="203.0.113.77", dst="198.51.100.1") / UDP(sport=9, dport=9)
+               / Raw(b"z" + socket.inet_aton("192.0.2.1") + b"w")]
+    source = write_pcap(tmp_path / "in.pcap", packets)
+    rules = parse_rules("version: 1\nsteps:\n  - use: payload\n    keep: 100\n", "r.yaml")
+
+    def once() -> bytes:
+        out = io.BytesIO()
+        run(open_reader(str(source)), PcapWriter(out, "mem"), rules.build(Key(bytes(32))))
+        return out.getvalue()
+
+    whole = once()
+    monkeypatch.setattr(pipeline, "BATCH_FRAMES", 1)
+    assert once() == whole
+    first, second = (bytes(p) for p in rdpcap(io.BytesIO(whole)))
+    assert first.endswith(b"x" + socket.inet_aton("203.0.113.77") + b"y")  # not known yet: kept
+    assert second.endswith(b"z")  # 192.0.2.1 was seen in frame 1's header: cut before it

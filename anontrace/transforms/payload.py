@@ -10,11 +10,13 @@ from typing import Any
 from anontrace.crypto.macs import MacMapper
 from anontrace.crypto.mapping import AddressMapper
 from anontrace.packet.batch import Batch
+from anontrace.packet.layers import Layers
 from anontrace.transforms.base import Context, Transform, setting
 from anontrace.transforms.ip import address_mapper
 from anontrace.transforms.mac import mac_mapper
 
 MODES = ("cut", "rewrite")
+SEEN_LIMIT = 1 << 20
 DOTTED = re.compile(rb"(?<![0-9.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![0-9])")
 COLONS = re.compile(rb"(?<![0-9A-Fa-f:])[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
 MAC_TEXT = re.compile(
@@ -52,6 +54,9 @@ class Payload(Transform):
         super().__init__(config, context)
         self.addresses: AddressMapper = address_mapper(context)
         self.macs: MacMapper = mac_mapper(context)
+        # Identifiers seen in headers so far, in stream order (so what is searched for in a frame
+        # never depends on how frames were batched), by size: 4, 16 (addresses), 6 (MACs).
+        self._seen: set[bytes] = set()
 
     def apply(self, batch: Batch) -> Batch:
         keep = self.config.keep
@@ -62,10 +67,18 @@ class Payload(Transform):
             if len(out) > limit:
                 del out[limit:]
                 cut += 1
+            if keep:
+                self._learn(frame.data, layers)
             if len(out) > layers.payload:
                 self._scrub(batch, position, frame.data, layers.payload)
         batch.counts["payloads cut"] += cut
         return batch
+
+    def _learn(self, source: bytes, layers: Layers) -> None:
+        if len(self._seen) > SEEN_LIMIT:
+            self._seen.clear()  # bound memory; restarts at the same frame however frames are batched
+        for size, offsets in ((4, layers.ipv4), (16, layers.ipv6), (6, layers.macs)):
+            self._seen.update(source[o:o + size] for o in offsets)
 
     def _scrub(self, batch: Batch, position: int, source: bytes, start: int) -> None:
         out = batch.data[position]
@@ -85,13 +98,14 @@ class Payload(Transform):
     def _hits(self, source: bytes, start: int, end: int) -> list[Hit]:
         region = source[start:end]
         hits: list[Hit] = []
-        addresses, macs = self.addresses.lookup(), self.macs.lookup()
-        for size, known in ((4, addresses), (16, addresses), (6, macs)):
+        seen = self._seen
+        for size, mapper in ((4, self.addresses.map), (16, self.addresses.map), (6, self.macs.map)):
             for i in range(len(region) - size + 1):
                 window = region[i:i + size]
-                mapped = known.get(window)
-                if mapped is not None and mapped != window:
-                    hits.append((start + i, start + i + size, mapped))
+                if window in seen:
+                    mapped = mapper(window)
+                    if mapped != window:  # a kept address or MAC names no host
+                        hits.append((start + i, start + i + size, mapped))
         for match in DOTTED.finditer(region):
             hits += self._text(match, start, 4)
         for match in COLONS.finditer(region):
