@@ -29,6 +29,17 @@ class Prefix:
 
 
 @dataclass(frozen=True, slots=True)
+class Header:
+    """Where one IP or transport header starts: `kind` is ipv4, ipv6, tcp, udp, icmp or icmpv6.
+    `quoted` marks headers inside the packet an ICMP error quotes (they describe the flow the
+    error is about, seen from the other side). Headers are listed outermost first."""
+
+    kind: str
+    offset: int
+    quoted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Name:
     """A host or domain name at [offset, end).
 
@@ -62,13 +73,14 @@ class Layers:
     macs: tuple[int, ...] = ()  # offsets of 6-byte MAC addresses
     prefixes: tuple[Prefix, ...] = ()
     names: tuple[Name, ...] = ()
+    headers: tuple[Header, ...] = ()
 
 
 class Builder:
     """Mutable state while one frame is dissected; `freeze` turns it into `Layers`."""
 
-    __slots__ = ("checksums", "cut", "data", "depth", "end", "ethertype", "ipv4", "ipv6", "macs",
-                 "names", "network", "payload", "prefixes", "protocol", "transport")
+    __slots__ = ("checksums", "cut", "data", "depth", "end", "ethertype", "headers", "ipv4", "ipv6",
+                 "macs", "names", "network", "payload", "prefixes", "protocol", "quoted", "transport")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -86,6 +98,12 @@ class Builder:
         self.prefixes: list[Prefix] = []
         self.names: list[Name] = []
         self.depth = 0  # tunnels and quoted packets entered so far
+        self.headers: list[Header] = []
+        self.quoted = False  # inside an ICMP error's quoted packet
+
+    def header(self, kind: str, offset: int) -> None:
+        """Note an IP or transport header starting at `offset`."""
+        self.headers.append(Header(kind, offset, self.quoted))
 
     def _unsplit(self, limit: int) -> int:
         """Lower `limit` to the start of any identifier it would split: a part of an address left
@@ -118,7 +136,7 @@ class Builder:
         return Layers(self.network, self.ethertype, self.transport, self.protocol,
                       min(self.payload, parsed_to), parsed_to, tuple(self.ipv4), tuple(self.ipv6),
                       tuple(self.checksums), cut, tuple(self.macs), tuple(self.prefixes),
-                      tuple(self.names))
+                      tuple(self.names), tuple(self.headers))
 
 
 MAX_DEPTH = 8  # tunnels and quoted packets nested deeper than this are cut

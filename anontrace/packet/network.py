@@ -27,6 +27,7 @@ def ipv4(b: Builder, offset: int) -> None:
     if b.end - offset < 20:
         b.stop(offset, "IPv4 header cut short")
         return
+    b.header("ipv4", offset)
     version_ihl, _, total, _, fragment, _, protocol, _ = _ipv4_fixed(data, offset)
     header = (version_ihl & 0x0F) * 4
     if version_ihl >> 4 != 4 or header < 20:
@@ -85,6 +86,7 @@ def ipv6(b: Builder, offset: int) -> None:
     if b.end - offset < 40:
         b.stop(offset, "IPv6 header cut short")
         return
+    b.header("ipv6", offset)
     first, length, next_header, _ = _ipv6_fixed(data, offset)
     if first >> 28 != 6:
         b.stop(offset, f"bad IPv6 version {first >> 28}")

@@ -37,6 +37,7 @@ def _application(b: Builder, table: dict[int, AppParser], offset: int) -> None:
 
 
 def tcp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
+    b.header("tcp", offset)
     data_end = b.end
     b.checksums.append(Checksum(offset + 16, offset, data_end, pseudo, size))
     if data_end - offset < 20:
@@ -51,6 +52,7 @@ def tcp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
 
 
 def udp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
+    b.header("udp", offset)
     b.checksums.append(Checksum(offset + 6, offset, b.end, pseudo, size, zero_is_none=True))
     b.payload = min(offset + 8, b.end)
     if b.end - offset >= 8:
@@ -58,6 +60,7 @@ def udp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
 
 
 def icmp(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
+    b.header("icmp", offset)
     b.checksums.append(Checksum(offset + 2, offset, b.end))
     if b.end - offset < 8:
         b.payload = b.end
@@ -85,6 +88,7 @@ def _quoted(b: Builder, offset: int, what: str) -> None:
         b.stop(offset, f"{what} quoted packet not IP")
         return
     if enter(b, offset, f"{what} quoted packet"):
+        b.quoted = True
         parser(b, offset)
 
 
@@ -100,6 +104,7 @@ def _router_advertisement(b: Builder, offset: int) -> None:
 
 
 def icmpv6(b: Builder, offset: int, pseudo: Pseudo, size: int) -> None:
+    b.header("icmpv6", offset)
     b.checksums.append(Checksum(offset + 2, offset, b.end, pseudo, size))
     if b.end - offset < 4:
         b.payload = b.end
