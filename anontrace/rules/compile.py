@@ -151,20 +151,24 @@ def _step(document: Document, raw: Any, path: tuple[str | int, ...],
 
 def _setting(document: Document, path: tuple[str | int, ...], value: Any, kind: Any,
              declared: dataclasses.Field[Any]) -> Any:
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is str:
-        ok = isinstance(value, str)
-    else:  # tuple[str, ...]
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        value = tuple(value) if ok else value
-    if not ok:
+    if not _is(value, kind):
         raise document.error(path, f"expected {_describe(kind)}, got {type(value).__name__} {value!r}")
-    minimum = declared.metadata.get("minimum")
-    if minimum is not None and value < minimum:
-        raise document.error(path, f"must be at least {minimum}, got {value}")
+    if isinstance(value, list):
+        value = tuple(value)
+    numbers = value if isinstance(value, tuple) else (value,)
+    minimum, maximum = declared.metadata.get("minimum"), declared.metadata.get("maximum")
+    for number in numbers:
+        if not isinstance(number, int | float):
+            continue
+        if minimum is not None and number < minimum:
+            raise document.error(path, f"must be at least {minimum}, got {number}")
+        if maximum is not None and number > maximum:
+            raise document.error(path, f"must be at most {maximum}, got {number}")
+    choices = declared.metadata.get("choices")
+    if choices and any(v not in choices for v in numbers):
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else ""
+        raise document.error(path, f"must be one of {', '.join(choices)}, got {value!r}", hint)
     check = declared.metadata.get("check")
     problem = check(value) if check else None
     if problem:
@@ -172,6 +176,23 @@ def _setting(document: Document, path: tuple[str | int, ...], value: Any, kind: 
     return value
 
 
+def _is(value: Any, kind: Any) -> bool:
+    """Whether a YAML value fits a declared setting type (bool, int, float, str, tuple of those)."""
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        return isinstance(value, list) and all(_is(v, item) for v in value)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return bool(kind is str and isinstance(value, str))
+
+
 def _describe(kind: Any) -> str:
-    names = {bool: "true or false", int: "a whole number", str: "text"}
-    return names.get(kind, "a list of text values")
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    plurals = {int: "whole numbers", float: "numbers", str: "text values", bool: "true/false values"}
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {plurals[typing.get_args(kind)[0]]}"
+    return names.get(kind, str(kind))

@@ -15,11 +15,14 @@ Check = Callable[[Any], str | None]
 T = TypeVar("T")
 
 
-def setting(default: Any, help: str, *, minimum: int | None = None,
+def setting(default: Any, help: str, *, minimum: float | None = None,
+            maximum: float | None = None, choices: tuple[str, ...] | None = None,
             check: Check | None = None) -> Any:
-    """Declare one config field: its default, its user help, and how a value is checked."""
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "minimum": minimum, "check": check})
+    """Declare one config field: its default, its user help, and how a value is checked
+    (`minimum`/`maximum` for numbers and each number of a list, `choices` for text, `check` for
+    anything else: it returns a problem, or None)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "minimum": minimum, "maximum": maximum, "choices": choices, "check": check})
 
 
 class Context:

@@ -22,17 +22,13 @@ HEX = b"0123456789abcdef"
 Label = tuple[int, bytes]  # where a label's text starts in the frame, and the text
 
 
-def check_policy(value: Any) -> str | None:
-    return None if value in POLICIES else f"must be one of {', '.join(POLICIES)}"
-
-
 @dataclass(frozen=True, slots=True)
 class NamesConfig:
     policy: str = setting("hash", "What becomes of host and domain names: `hash` replaces each "
                           "label by a keyed hash of the same length (the same label always gives "
                           "the same hash, so names stay distinguishable and their structure "
                           "stays visible); `keep` keeps them; `remove` cuts each frame at its "
-                          "first name.", check=check_policy)
+                          "first name.", choices=POLICIES)
     keep_labels: tuple[str, ...] = setting(
         ("arpa", "in-addr", "ip6", "local"), "Labels kept wherever they appear (compared without "
         "case). Labels starting with an underscore (service names such as _http._tcp) are kept "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from anontrace.crypto.macs import MacMapper
 from anontrace.crypto.mapping import AddressMapper
@@ -25,10 +24,6 @@ REVERSE = re.compile(rb"in-addr[.\x04]arpa|ip6[.\x04]arpa", re.IGNORECASE)
 Hit = tuple[int, int, bytes | None]  # start, end, replacement of the same length (None: cut here)
 
 
-def check_mode(value: Any) -> str | None:
-    return None if value in MODES else f"must be one of {', '.join(MODES)}"
-
-
 @dataclass(frozen=True, slots=True)
 class PayloadConfig:
     keep: int = setting(0, "Bytes of payload kept after the last header the dissector "
@@ -37,7 +32,7 @@ class PayloadConfig:
         "cut", "What happens to kept payload holding an address or MAC (in binary, as dotted or "
         "colon text, or a reverse-DNS name): `cut` ends the payload just before it; `rewrite` "
         "replaces binary ones and same-length text with their mapping, and cuts before the rest.",
-        check=check_mode)
+        choices=MODES)
 
 
 class Payload(Transform):
