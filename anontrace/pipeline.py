@@ -64,6 +64,8 @@ def run(reader: Reader, writer: Writer, transforms: list[Transform],
     stats = RunStats()
     started = time.perf_counter()
     interfaces = reader.interfaces
+    for transform in transforms:
+        transform.reset()
     for frames in batches(iter(reader), BATCH_FRAMES):
         batch = prepare(frames, stats)
         for transform in transforms:

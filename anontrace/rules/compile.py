@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import typing
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -16,43 +18,67 @@ from typing import Any
 from anontrace.errors import RuleError
 from anontrace.keys import Key
 from anontrace.rules.document import Document, load
+from anontrace.rules.filters import DIRECTIONS, PROTOCOLS, Filter
 from anontrace.transforms import ALWAYS, registry
 from anontrace.transforms.base import Context, Transform
 from anontrace.transforms.payload import Payload
+from anontrace.transforms.scoped import Scoped
 
 VERSION = 1
-TOP_LEVEL = ("version", "description", "steps")
+TOP_LEVEL = ("version", "description", "extends", "links_across_runs", "steps")
+WHEN_KEYS = ("protocol", "port", "network", "direction")
+MAX_EXTENDS = 8
 FORBIDDEN = frozenset({"key", "key_file", "secret", "crypto_key", "cryptopan_key"})
 PROFILES = "anontrace.profiles"
+MAX_RULE_FILE = 1 << 20  # a rule file is read by people: a megabyte is already absurd
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One validated step: which transform, with which settings, written where."""
+    """One validated step: which transform, with which settings, for which traffic (`when`),
+    written where; `locations` holds the `file:line:col` of each setting the file gives (settings
+    left at their default have none)."""
 
     transform: type[Transform]
     config: Any
     where: str
+    when: Filter | None = None
+    locations: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """A validated rule file."""
+    """A validated rule file, with the profile it extends already merged in."""
 
     source: str
     description: str
     steps: tuple[Step, ...]
+    links_across_runs: bool = False
 
     def build(self, key: Key) -> list[Transform]:
         """Instantiate the steps. The identifier transforms (`ip`, `mac`, `names`) always run,
-        first, with their default settings unless a step gives others; `payload` always runs
-        last, cutting to 0 bytes unless a step says otherwise."""
-        context = Context(key, {step.transform.name: step.config for step in self.steps})
-        given = {step.transform: step.config for step in self.steps}
-        first = [kind(given.get(kind, kind.Config()), context) for kind in ALWAYS]
-        middle = [step.transform(step.config, context) for step in self.steps
-                  if step.transform not in ALWAYS and step.transform is not Payload]
-        return [*first, *middle, Payload(given.get(Payload, Payload.Config()), context)]
+        first, with their default settings unless a step gives others; other steps follow in file
+        order; `payload` always runs last, cutting to 0 bytes unless a step says otherwise.
+        Steps of one transform with `when:` filters become one `Scoped` transform: per frame the
+        first matching step applies."""
+        unscoped = {s.transform.name: s.config for s in self.steps if s.when is None}
+        context = Context(key, unscoped)
+        groups: dict[type[Transform], list[Step]] = {}
+        for step in self.steps:
+            groups.setdefault(step.transform, []).append(step)
+        first = [kind(unscoped.get(kind.name, kind.Config()), context) for kind in ALWAYS]
+        middle = [_scoped(steps, context) for kind, steps in groups.items()
+                  if kind not in ALWAYS and kind is not Payload]
+        payload = groups.get(Payload, [])
+        if not payload or payload[-1].when is not None:  # frames no step names: payload cut
+            payload = [*payload, Step(Payload, Payload.Config(), self.source)]
+        return [*first, *middle, _scoped(payload, context)]
+
+
+def _scoped(steps: list[Step], context: Context) -> Transform:
+    if len(steps) == 1 and steps[0].when is None:
+        return steps[0].transform(steps[0].config, context)
+    return Scoped([(step.when, step.transform(step.config, context)) for step in steps])
 
 
 def profile_names() -> list[str]:
@@ -61,25 +87,29 @@ def profile_names() -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
-def read_rules(spec: str | None) -> Rules:
+def read_rules(spec: str | None, _chain: tuple[str, ...] = ()) -> Rules:
     """Rules from a shipped profile name (default: `default`) or a path to a YAML file."""
     spec = spec or "default"
     if spec in profile_names():
         text = files(PROFILES).joinpath(f"{spec}.yaml").read_text(encoding="utf-8")
-        return parse_rules(text, f"<{spec}>")
+        return parse_rules(text, f"<{spec}>", _chain)
     path = Path(spec)
     if not path.suffix and not path.exists():
         raise RuleError(spec, "no such shipped rule file",
                         f"shipped rule files: {', '.join(profile_names())}; or give a path")
+    if path.is_dir():
+        raise RuleError(spec, "is a directory, not a rule file")
     try:
+        if path.stat().st_size > MAX_RULE_FILE:
+            raise RuleError(spec, f"rule file is larger than {MAX_RULE_FILE // 1024} KiB")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(spec, f"cannot read rule file: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_rules(text, spec)
+    return parse_rules(text, spec, _chain)
 
 
-def parse_rules(text: str, source: str) -> Rules:
-    """Validate rule-file text and return its steps."""
+def parse_rules(text: str, source: str, _chain: tuple[str, ...] = ()) -> Rules:
+    """Validate rule-file text and return its steps (merged over the profile it extends)."""
     document = load(text, source)
     top = document.value
     if not isinstance(top, dict):
@@ -94,20 +124,68 @@ def parse_rules(text: str, source: str) -> Rules:
     description = top.get("description", "")
     if not isinstance(description, str):
         raise document.error(("description",), "must be text")
+    links = top.get("links_across_runs", False)
+    if not isinstance(links, bool):
+        raise document.error(("links_across_runs",), "must be true or false")
     steps = top.get("steps", [])
     if not isinstance(steps, list):
         raise document.error(("steps",), "must be a list of steps, each `- use: TRANSFORM`")
     available = registry()
     compiled: list[Step] = []
-    first: dict[str, str] = {}
     for index, raw in enumerate(steps):
         step = _step(document, raw, ("steps", index), available)
-        if step.transform.name in first:
-            raise document.error(("steps", index, "use"), f"transform {step.transform.name!r} "
-                                 f"appears twice (first at {first[step.transform.name]})")
-        first[step.transform.name] = step.where
+        _reachable(document, ("steps", index), step, compiled)
         compiled.append(step)
-    return Rules(source, description, tuple(compiled))
+    base = _extends(document, top, source, _chain)
+    if base is not None:
+        compiled = _merge(base.steps, compiled)
+        description = description or base.description
+        links = links or base.links_across_runs
+    return Rules(source, description, tuple(compiled), links)
+
+
+def _reachable(document: Document, path: tuple[str | int, ...], step: Step, before: list[Step]) -> None:
+    """Refuse a step no frame can reach, or a scoped identifier step."""
+    name = step.transform.name
+    if step.when is not None and step.transform in ALWAYS:
+        raise document.error((*path, "when"), f"{name!r} applies to every frame and takes no `when:`",
+                             "keep addresses, MACs or names with the transform's own settings")
+    for earlier in before:
+        if earlier.transform is step.transform and (earlier.when is None or step.transform in ALWAYS):
+            raise document.error((*path, "use"), f"transform {name!r} appears twice (first at "
+                                 f"{earlier.where}, which applies to all traffic)",
+                                 "give the earlier step a `when:`, or merge the two")
+
+
+def _extends(document: Document, top: dict[str, Any], source: str, chain: tuple[str, ...]) -> Rules | None:
+    if "extends" not in top:
+        return None
+    name = top["extends"]
+    if not isinstance(name, str):
+        raise document.error(("extends",), "must name a shipped profile or a rule file")
+    if name in chain or name == source or len(chain) >= MAX_EXTENDS:
+        raise document.error(("extends",), f"`extends` cycle or chain too long: "
+                             f"{' -> '.join((*chain, source, name))}")
+    if name not in profile_names() and not Path(name).is_absolute() and not source.startswith("<"):
+        name = str(Path(source).parent / name)  # a file path is relative to the extending file
+    return read_rules(name, (*chain, source))
+
+
+def _merge(base: tuple[Step, ...], own: list[Step]) -> list[Step]:
+    """The profile's steps, each unscoped one overridden setting by setting by this file's
+    unscoped step of the same transform; this file's other steps follow."""
+    merged = list(base)
+    for step in own:
+        at = next((i for i, b in enumerate(merged) if b.transform is step.transform
+                   and b.when is None and step.when is None), None)
+        if at is None:
+            merged.append(step)
+            continue
+        given = {name: getattr(step.config, name) for name in step.locations}
+        config = dataclasses.replace(merged[at].config, **given)
+        merged[at] = Step(step.transform, config, step.where, None,
+                          {**merged[at].locations, **step.locations})
+    return merged
 
 
 def _refuse_keys(document: Document, value: Any, path: tuple[str | int, ...]) -> None:
@@ -142,11 +220,44 @@ def _step(document: Document, raw: Any, path: tuple[str | int, ...],
         raise document.error((*path, "use"), f"unknown transform {name!r}", hint)
     transform = available[name]
     fields = {f.name: f for f in dataclasses.fields(transform.Config)}
-    settings = {k: v for k, v in raw.items() if k != "use"}
-    _unknown(document, settings, list(fields), path)
+    settings = {k: v for k, v in raw.items() if k not in ("use", "when")}
+    _unknown(document, settings, [*fields, "when"], path)
     hints = typing.get_type_hints(transform.Config)
     values = {k: _setting(document, (*path, k), v, hints[k], fields[k]) for k, v in settings.items()}
-    return Step(transform, transform.Config(**values), document.where(path))
+    when = _when(document, (*path, "when"), raw["when"]) if "when" in raw else None
+    locations = {k: document.where((*path, k)) for k in settings}
+    return Step(transform, transform.Config(**values), document.where(path), when, locations)
+
+
+def _when(document: Document, path: tuple[str | int, ...], raw: Any) -> Filter:
+    """A `when:` mapping: protocol, port, network (each one value or a list), direction."""
+    if not isinstance(raw, dict) or not raw:
+        raise document.error(path, f"`when:` is a mapping of {', '.join(WHEN_KEYS)}")
+    _unknown(document, raw, WHEN_KEYS, path)
+
+    def listed(key: str) -> list[Any]:
+        value = raw.get(key, [])
+        return value if isinstance(value, list) else [value]
+    protocols = listed("protocol")
+    for value in protocols:
+        if value not in PROTOCOLS:
+            raise document.error((*path, "protocol"), f"unknown protocol {value!r}",
+                                 f"one of {', '.join(PROTOCOLS)}")
+    ports = listed("port")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535 for v in ports):
+        raise document.error((*path, "port"), "ports are whole numbers from 0 to 65535")
+    networks = []
+    for value in listed("network"):
+        try:
+            networks.append(ipaddress.ip_network(str(value)))
+        except ValueError as exc:
+            raise document.error((*path, "network"),
+                                 f"{value!r} is not a network in CIDR form ({exc})") from None
+    direction = raw.get("direction")
+    if direction is not None and (direction not in DIRECTIONS or not networks):
+        raise document.error((*path, "direction"), f"`direction` is {' or '.join(DIRECTIONS)}, "
+                             "relative to the `network` given")
+    return Filter(tuple(protocols), tuple(ports), tuple(networks), direction)
 
 
 def _setting(document: Document, path: tuple[str | int, ...], value: Any, kind: Any,

@@ -68,6 +68,9 @@ class Transform(ABC):
     def apply(self, batch: Batch) -> Batch:
         """Transform the batch's output bytes in place (or drop frames) and return it."""
 
+    def reset(self) -> None:  # noqa: B027 - most transforms carry no state
+        """Forget state carried from frame to frame: a new capture file starts."""
+
     def stats(self) -> dict[str, int]:
         """Run-wide figures for the summary, beyond the per-batch counts."""
         return {}

@@ -14,6 +14,7 @@ from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 from anontrace.transforms.names import Names
 from anontrace.transforms.payload import Payload
+from anontrace.transforms.scoped import Scoped
 
 
 def refused(text: str) -> RuleError:
@@ -108,7 +109,7 @@ def test_keys_are_refused(text: str, where: str) -> None:
         ("- use: ip\n", "a rule file is a mapping"),
         ("version: 1\nsteps: {use: ip}\n", "steps: must be a list"),
         ("version: 1\nsteps:\n  - ip\n", "a step is a mapping starting with `use: TRANSFORM`"),
-        ("version: 1\nsteps:\n  - use: ip\n  - use: ip\n", "appears twice (first at r.yaml:3:5)"),
+        ("version: 1\nsteps:\n  - use: ip\n  - use: ip\n", "appears twice (first at r.yaml:3:5"),
     ],
 )
 def test_structure_errors(text: str, message: str) -> None:
@@ -143,3 +144,66 @@ def test_names_policy_and_payload_mode_are_checked() -> None:
     expected = re.escape("r.yaml:5:18: steps.0.identifiers: must be one of cut, rewrite")
     with pytest.raises(RuleError, match=expected):
         parse_rules("version: 1\nsteps:\n  - use: payload\n    keep: 9\n    identifiers: keep\n", "r.yaml")
+
+
+def test_when_scopes_a_step_and_the_first_match_wins(tmp_path: Path) -> None:
+    rules = parse_rules(
+        "version: 1\nsteps:\n"
+        "  - use: payload\n    keep: 64\n    when: {protocol: udp, port: 53}\n"
+        "  - use: payload\n    keep: 8\n    when: {network: 10.0.0.0/8, direction: outbound}\n", "r.yaml")
+    assert [s.when is not None for s in rules.steps] == [True, True]
+    assert rules.steps[0].when is not None and rules.steps[0].when.ports == (53,)
+    assert rules.steps[0].locations == {"keep": "r.yaml:4:11"}
+    payload = rules.build(Key(bytes(32)))[-1]
+    assert isinstance(payload, Scoped) and len(payload.choices) == 3  # + the catch-all cut
+    assert payload.choices[-1][0] is None and payload.choices[-1][1].config.keep == 0
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [
+    ("  - use: ip\n    when: {port: 53}\n", "r.yaml:4:11", "takes no `when:`"),
+    ("  - use: payload\n    keep: 1\n  - use: payload\n    keep: 2\n    when: {port: 1}\n",
+     "r.yaml:5:10", "which applies to all traffic"),
+    ("  - use: payload\n    when: {protocol: sctp}\n", "r.yaml:4:22", "unknown protocol 'sctp'"),
+    ("  - use: payload\n    when: {port: 70000}\n", "r.yaml:4:18", "ports are whole numbers"),
+    ("  - use: payload\n    when: {network: 10.0.0.1/8}\n", "r.yaml:4:21", "not a network"),
+    ("  - use: payload\n    when: {direction: inbound}\n", "r.yaml:4:23", "relative to the `network`"),
+    ("  - use: payload\n    when: {protocl: tcp}\n", "r.yaml:4:12", "did you mean 'protocol'"),
+])
+def test_bad_when_is_refused_with_its_location(text: str, where: str, what: str) -> None:
+    with pytest.raises(RuleError) as caught:
+        parse_rules("version: 1\nsteps:\n" + text, "r.yaml")
+    assert caught.value.where == where and what in caught.value.what + caught.value.hint
+
+
+def test_extends_merges_setting_by_setting(tmp_path: Path) -> None:
+    child = tmp_path / "child.yaml"
+    child.write_text("version: 1\nextends: default\nsteps:\n  - use: payload\n    keep: 32\n"
+                     "  - use: mac\n    keep_oui: true\n")
+    rules = read_rules(str(child))
+    by_name = {s.transform.name: s for s in rules.steps}
+    assert by_name["payload"].config.keep == 32 and by_name["payload"].config.identifiers == "cut"
+    assert by_name["mac"].config.keep_oui is True and by_name["mac"].config.keep_group is True
+    assert by_name["mac"].locations["keep_oui"] == f"{child}:7:15"
+    assert by_name["mac"].locations["keep_group"].startswith("<default>:")
+    assert by_name["ip"].config == read_rules("default").steps[0].config
+
+
+def test_extends_cycles_and_bad_targets_are_located(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("version: 1\nextends: b.yaml\n")
+    second.write_text("version: 1\nextends: a.yaml\n")
+    with pytest.raises(RuleError) as caught:
+        read_rules(str(first))
+    assert "cycle" in caught.value.what and caught.value.where.endswith(":2:10")
+    with pytest.raises(RuleError, match="is a directory"):
+        read_rules(str(tmp_path))
+    third = tmp_path / "c.yaml"
+    third.write_text("version: 1\nextends: 3\n")
+    with pytest.raises(RuleError, match="must name a shipped profile"):
+        read_rules(str(third))
+
+
+def test_links_across_runs_is_read() -> None:
+    assert parse_rules("version: 1\nlinks_across_runs: true\n", "r.yaml").links_across_runs
+    with pytest.raises(RuleError, match="true or false"):
+        parse_rules("version: 1\nlinks_across_runs: 'yes'\n", "r.yaml")
