@@ -21,6 +21,7 @@ from anontrace.errors import AnontraceError, OutputError
 from anontrace.keys import generate, read_key_file, resolve_key, write_key_file
 from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.compile import read_rules
+from anontrace.rules.schema import reference, schema
 from anontrace.scrub import plan, scrub
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
@@ -155,6 +156,23 @@ def map_command(ctx: click.Context, addresses: tuple[str, ...], key_file: Path, 
             else:
                 result = ips.reverse(value) if reverse else ips.map(value)
                 click.echo(str(ipaddress.ip_address(result)))
+
+
+@cli.group("rules")
+def rules_group() -> None:
+    """The rule-file format: JSON Schema and reference."""
+
+
+@rules_group.command("schema")
+def rules_schema_command() -> None:
+    """Print a JSON Schema of rule files (for editors that complete and check YAML)."""
+    click.echo(json.dumps(schema(), indent=2))
+
+
+@rules_group.command("docs")
+def rules_docs_command() -> None:
+    """Print the rule-file reference (docs/rules.md) generated from the transforms' settings."""
+    click.echo(reference(), nl=False)
 
 
 def _address(text: str) -> bytes:
