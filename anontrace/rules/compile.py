@@ -226,7 +226,11 @@ def _step(document: Document, raw: Any, path: tuple[str | int, ...],
     values = {k: _setting(document, (*path, k), v, hints[k], fields[k]) for k, v in settings.items()}
     when = _when(document, (*path, "when"), raw["when"]) if "when" in raw else None
     locations = {k: document.where((*path, k)) for k in settings}
-    return Step(transform, transform.Config(**values), document.where(path), when, locations)
+    try:
+        config = transform.Config(**values)
+    except RuleError as exc:  # a check across settings, made by the config itself
+        raise document.error(path, exc.what, exc.hint) from None
+    return Step(transform, config, document.where(path), when, locations)
 
 
 def _when(document: Document, path: tuple[str | int, ...], raw: Any) -> Filter:

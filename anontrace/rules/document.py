@@ -80,4 +80,6 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, document: Doc
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(loader, item, (*path, i), document) for i, item in enumerate(node.value)]
+    if node.tag == "tag:yaml.org,2002:timestamp":
+        return str(node.value)  # a time is text to the rules (ISO 8601), not a Python datetime
     return loader.construct_object(node)

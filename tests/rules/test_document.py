@@ -41,3 +41,9 @@ def test_aliases_are_refused_before_expansion() -> None:
 
 def test_empty_document() -> None:
     assert load("", "empty.yaml").value is None
+
+
+def test_times_stay_text() -> None:
+    from anontrace.rules.document import load
+
+    assert load("origin: 2000-01-01T00:00:00Z\n", "r.yaml").value == {"origin": "2000-01-01T00:00:00Z"}

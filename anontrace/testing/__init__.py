@@ -1,0 +1,1 @@
+"""Shared checks every transform, built-in or third-party, must pass (`conformance`)."""
