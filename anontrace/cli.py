@@ -17,7 +17,7 @@ from typing import NoReturn
 import click
 
 from anontrace import __version__
-from anontrace.errors import AnontraceError, OutputError
+from anontrace.errors import AnontraceError, KeyError_, OutputError
 from anontrace.keys import generate, read_key_file, resolve_key, write_key_file
 from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.compile import read_rules
@@ -107,6 +107,9 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
         rules = read_rules(rules_spec)
         tasks = plan(list(inputs), output)
         key = resolve_key(key_file)
+        if key.one_time and rules.links_across_runs:
+            raise KeyError_(rules.source, "these rules say traces must link across runs, "
+                            "and a one-time key cannot", "give a key with --key-file or ANONTRACE_KEY_FILE")
         if key.one_time and not quiet:
             click.echo(f"anontrace: no key given; using a one-time key (fingerprint {key.fingerprint}): "
                        "the mapping cannot be reversed or linked to other runs", err=True)

@@ -237,3 +237,12 @@ def test_map_maps_and_reverses_macs(key_file: Path) -> None:
     assert mapped != "00:1b:21:3a:1b:2c" and broadcast == "ff:ff:ff:ff:ff:ff"
     back = anontrace("map", "--key-file", str(key_file), "--reverse", mapped)
     assert back.stdout.decode().strip() == "00:1b:21:3a:1b:2c"
+
+
+def test_rules_that_link_across_runs_refuse_a_one_time_key(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text("version: 1\nlinks_across_runs: true\n")
+    source = write_pcap(tmp_path / "in.pcap", [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()])
+    result = anontrace("scrub", str(source), "-o", str(tmp_path / "out.pcap"), "-r", str(rules))
+    assert_failed(result, 2, "link across runs")
+    assert not (tmp_path / "out.pcap").exists()
