@@ -15,11 +15,16 @@ from types import FrameType
 from typing import NoReturn
 
 import click
+from rich.console import Console
 
 from anontrace import __version__
 from anontrace.errors import AnontraceError, KeyError_, OutputError
+from anontrace.explain import explain
+from anontrace.explain import render as explain_render
+from anontrace.explain import to_json as explain_json
 from anontrace.keys import generate, read_key_file, resolve_key, write_key_file
 from anontrace.render import progress_bar, summary_json, summary_table
+from anontrace.rules.audit import RANK, audit, exit_code, render_json, render_sarif, render_text
 from anontrace.rules.compile import read_rules
 from anontrace.rules.schema import reference, schema
 from anontrace.scrub import plan, scrub
@@ -159,6 +164,46 @@ def map_command(ctx: click.Context, addresses: tuple[str, ...], key_file: Path, 
             else:
                 result = ips.reverse(value) if reverse else ips.map(value)
                 click.echo(str(ipaddress.ip_address(result)))
+
+
+@cli.command("audit")
+@click.argument("rule_files", nargs=-1, required=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif"]), default="text",
+              show_default=True, help="How findings are printed on stdout.")
+@click.option("--fail-on", type=click.Choice(list(RANK)), default="warning", show_default=True,
+              help="Exit 1 when a finding is at or above this severity.")
+@click.pass_context
+def audit_command(ctx: click.Context, rule_files: tuple[str, ...], output_format: str, fail_on: str) -> None:
+    """Review rule files (paths or shipped profile names) without touching a capture: findings
+    with a severity and the file:line:col they point at. Exit 0: nothing at or above
+    --fail-on; 1: findings at or above it; 2: a rule file is invalid or unreadable."""
+    with _errors(ctx.obj["debug"]):
+        findings = audit(list(rule_files))
+        render = {"text": render_text, "json": render_json, "sarif": render_sarif}[output_format]
+        click.echo(render(findings), nl=False)
+        code = exit_code(findings, fail_on)
+    sys.exit(code)
+
+
+@cli.command("explain")
+@click.argument("source")
+@click.option("-r", "--rules", "rules_spec", help=RULES_HELP)
+@click.option("-n", "count", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many frames, from the first.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), help=KEY_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_context
+def explain_command(ctx: click.Context, source: str, rules_spec: str | None, count: int,
+                    key_file: Path | None, as_json: bool) -> None:
+    """Show the first N frames of SOURCE before and after the rules, field by field."""
+    with _errors(ctx.obj["debug"]):
+        rules = read_rules(rules_spec)
+        key = resolve_key(key_file)
+        changes = explain(source, rules, key, count)
+        if as_json:
+            click.echo(json.dumps(explain_json(changes), indent=2))
+        else:
+            explain_render(changes, Console(highlight=False))
 
 
 @cli.group("rules")

@@ -246,3 +246,31 @@ def test_rules_that_link_across_runs_refuse_a_one_time_key(tmp_path: Path) -> No
     result = anontrace("scrub", str(source), "-o", str(tmp_path / "out.pcap"), "-r", str(rules))
     assert_failed(result, 2, "link across runs")
     assert not (tmp_path / "out.pcap").exists()
+
+
+def test_audit_command_formats_and_exit_codes(tmp_path: Path) -> None:
+    weak = tmp_path / "weak.yaml"
+    weak.write_text("version: 1\nsteps:\n  - use: mac\n    keep_oui: true\n")
+    result = anontrace("audit", str(weak))
+    assert result.returncode == 1 and f"{weak}:4:15: warning:".encode() in result.stdout
+    assert anontrace("audit", str(weak), "--fail-on", "error").returncode == 0
+    sarif = json.loads(anontrace("audit", str(weak), "--format", "sarif").stdout)
+    assert sarif["version"] == "2.1.0" and sarif["runs"][0]["results"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nsteps: [\n")
+    assert anontrace("audit", str(broken)).returncode == 2
+
+
+def test_explain_command(tmp_path: Path, key_file: Path) -> None:
+    source = write_pcap(tmp_path / "in.pcap", [Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP()])
+    result = anontrace("explain", str(source), "-n", "1", "--key-file", str(key_file), "--json")
+    assert result.returncode == 0, result.stderr
+    (frame,) = json.loads(result.stdout)
+    source_field = next(f for f in frame["fields"] if f["name"] == "source" and f["layer"] == "ipv4")
+    assert source_field["before"] == "10.0.0.1" and source_field["after"] != "10.0.0.1"
+    assert anontrace("explain", str(source), "-n", "0").returncode == 2
+
+
+def test_rules_schema_command() -> None:
+    result = anontrace("rules", "schema")
+    assert result.returncode == 0 and json.loads(result.stdout)["title"] == "anontrace rule file"

@@ -5,13 +5,14 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from anontrace.transforms.base import Transform
+from anontrace.transforms.generalize import Generalize
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 from anontrace.transforms.names import Names
 from anontrace.transforms.payload import Payload
 from anontrace.transforms.timing import Timing
 
-BUILTINS: tuple[type[Transform], ...] = (Ip, Mac, Names, Timing, Payload)
+BUILTINS: tuple[type[Transform], ...] = (Ip, Mac, Names, Generalize, Timing, Payload)
 # Identifiers are rewritten whether or not a rule file names these: a rule keeps an identifier
 # only by saying so in a step's settings. The payload cut runs last.
 ALWAYS: tuple[type[Transform], ...] = (Ip, Mac, Names)

@@ -11,6 +11,7 @@ from anontrace.errors import RuleError
 from anontrace.keys import Key
 from anontrace.rules.compile import parse_rules, profile_names, read_rules
 from anontrace.transforms import registry
+from anontrace.transforms.generalize import Generalize
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 from anontrace.transforms.names import Names
@@ -27,7 +28,7 @@ def refused(text: str) -> RuleError:
 def test_shipped_default_profile() -> None:
     assert "default" in profile_names()
     rules = read_rules(None)
-    assert [s.transform for s in rules.steps] == [Ip, Mac, Names, Payload]
+    assert [s.transform for s in rules.steps] == [Ip, Mac, Names, Generalize, Payload]
     assert rules.source == "<default>"
     assert read_rules("default") == rules
 
