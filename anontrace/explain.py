@@ -22,7 +22,7 @@ from anontrace.packet.layers import Header, Layers, Name
 from anontrace.packet.network import ARP
 from anontrace.packet.transport import TCP_PORTS, UDP_PORTS
 from anontrace.rules.compile import Rules
-from anontrace.transforms.names import _labels
+from anontrace.transforms.names import name_labels
 
 ETHERNET = 1
 Format = Callable[[int], str]
@@ -230,7 +230,7 @@ def _printable(raw: bytes) -> str:
 
 
 def _name(data: bytes, name: Name) -> str:
-    labels = _labels(data, name)
+    labels = name_labels(data, name)
     if labels is None:
         return "(not readable)"
     return ".".join(_printable(text) for _, text in labels) or "."

@@ -69,7 +69,7 @@ class Names(Transform):
 
     def _rewrite(self, source: bytes, out: bytearray, name: Name) -> str | None:
         """Rewrite one name in `out`; a reason when it cannot be, and the frame must be cut there."""
-        labels = _labels(source, name)
+        labels = name_labels(source, name)
         if labels is None:
             return "name not readable"
         texts = [text.lower() for _, text in labels]
@@ -141,7 +141,7 @@ def _run(texts: list[bytes], is_part: Any, limit: int) -> list[int]:
     return run
 
 
-def _labels(source: bytes, name: Name) -> list[Label] | None:
+def name_labels(source: bytes, name: Name) -> list[Label] | None:
     """Every label of `name` with where its text starts, following compression pointers."""
     if name.base < 0:
         labels, start = [], name.offset
