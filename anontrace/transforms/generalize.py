@@ -137,7 +137,7 @@ class Permuted:
         if not self._pending:
             return
         table, same = self._table, self._same
-        if len(table) >= CACHE_LIMIT:
+        if len(table) >= CACHE_LIMIT and self._width > 2:  # 16-bit fields: the whole table fits
             table.clear()
         todo = sorted({value for _, _, value in self._pending} - table.keys())
         current = todo
