@@ -24,11 +24,11 @@ from anontrace.cli import cli
 from anontrace.errors import TraceFormatError
 from anontrace.explain import Field, FrameChange, explain, render, to_json
 from anontrace.keys import Key
-from anontrace.packet.batch import Batch
 from anontrace.rules.compile import Rules, Step, read_rules
-from anontrace.transforms.base import NoConfig, Transform
+from anontrace.transforms.base import NoConfig
 from anontrace.transforms.ip import Ip
 from tests.helpers import write_pcap
+from tests.test_pipeline import DropUdp
 
 SAMPLES = Path(__file__).parent.parent / "sample_pcaps"
 OFFICE, DUALSTACK = SAMPLES / "office.pcap", SAMPLES / "dualstack.pcapng"
@@ -278,18 +278,6 @@ def test_rich_render_shows_rows(office: Scrubbed) -> None:
     changed = next(row for row in rows if "198.51.100.53" in row)
     assert window.count("\x1b[2m") >= 2 and "\x1b[2m" not in changed  # unchanged rows dimmed
     assert f"\x1b[1;33m{source.after}" in changed  # changed highlighted
-
-
-class DropUdp(Transform):
-    """Test transform: drops UDP frames."""
-
-    name = "drop_udp"
-
-    def apply(self, batch: Batch) -> Batch:
-        for position, layers in enumerate(batch.layers):
-            if layers.protocol == 17:
-                batch.drop(position, "udp not wanted")
-        return batch
 
 
 def test_dropped_and_cut_frames(tmp_path: Path) -> None:
