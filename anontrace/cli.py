@@ -12,29 +12,49 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
 from anontrace import __version__
-from anontrace.errors import AnontraceError, KeyError_, OutputError
+from anontrace.errors import AnontraceError, KeyError_, LeakGateError, OutputError, UsageError
 from anontrace.explain import explain
 from anontrace.explain import render as explain_render
 from anontrace.explain import to_json as explain_json
-from anontrace.keys import generate, read_key_file, resolve_key, write_key_file
+from anontrace.io.capture import atomic_output
+from anontrace.keys import (
+    combine_shares,
+    generate,
+    read_key_file,
+    read_share_file,
+    resolve_key,
+    split_key,
+    write_key_file,
+    write_share_files,
+)
+from anontrace.labels import GroundTruth, Labeling
+from anontrace.leakage.console import summary as report_summary
+from anontrace.leakage.gates import merge as gate_merge
+from anontrace.leakage.gates import parse_option as parse_gate
+from anontrace.leakage.html import render as render_html
+from anontrace.leakage.report import names_config, report_files
+from anontrace.leakage.residual import kept_by_mappers
+from anontrace.manifest import manifest_path_for, verify
 from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.audit import RANK, audit, exit_code, render_json, render_sarif, render_text
 from anontrace.rules.compile import read_rules
 from anontrace.rules.schema import reference, schema
-from anontrace.scrub import plan, scrub
+from anontrace.scrub import Bundle, plan, scrub
+from anontrace.signing import load_signing_key, write_signing_key
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
 EXIT_CODES: dict[str, int] = {
     "UsageError": EXIT_USAGE, "RuleError": EXIT_USAGE,
     "KeyError_": EXIT_USAGE, "TraceFormatError": EXIT_FAILED, "OutputError": EXIT_FAILED,
+    "LeakGateError": EXIT_GATE,
 }
 
 
@@ -99,18 +119,41 @@ KEY_HELP = "Key file (from `anontrace keygen`); else $ANONTRACE_KEY_FILE; else a
               help="Output file (one input) or directory (several inputs or a directory); `-` is stdout.")
 @click.option("-r", "--rules", "rules_spec", help=RULES_HELP)
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), help=KEY_HELP)
+@click.option("--labels-from", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV of ground-truth labels in ORIGINAL terms (see docs/labels.md).")
+@click.option("--report", "report_path", metavar="PATH",
+              help="Where the leakage report JSON goes (`-`: stdout); default `<output>.report.json`.")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="FIGURE=LIMIT",
+              help="Withhold the trace (exit 3) when a report figure exceeds LIMIT; repeatable.")
+@click.option("--known", "known", multiple=True, metavar="ADDRESS",
+              help="An original address the adversary is assumed to know (default: the busiest hosts).")
+@click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ed25519 private key (PEM) that signs the manifest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.pass_context
 def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rules_spec: str | None,
-                  key_file: Path | None, quiet: bool, as_json: bool) -> None:
-    """Anonymize captures (pcap/pcapng, optionally .gz/.zst; `-` for stdin) into shareable ones."""
+                  key_file: Path | None, labels_from: Path | None, report_path: str | None,
+                  fail_on: tuple[str, ...], known: tuple[str, ...], sign_key: Path | None, quiet: bool,
+                  as_json: bool) -> None:
+    """Anonymize captures (pcap/pcapng, optionally .gz/.zst; `-` for stdin) into shareable ones:
+    beside each output go its labels, flows, leakage report and manifest. Exit 0: done; 1: the
+    run failed; 2: usage or rule-file error; 3: a report gate failed (trace withheld)."""
     with _errors(ctx.obj["debug"]):
-        if as_json and output == "-":
-            raise OutputError("-", "--json prints on stdout, which already carries the capture",
-                              "write the capture to a file")
+        stdout_users = [name for name, used in (("the capture", output == "-"), ("--json", as_json),
+                                                ("the report", report_path == "-")) if used]
+        if len(stdout_users) > 1:
+            raise UsageError("-", f"{' and '.join(stdout_users)} cannot both go to stdout",
+                             "write one of them to a file")
         rules = read_rules(rules_spec)
         tasks = plan(list(inputs), output)
+        if report_path is not None and len(tasks) > 1:
+            raise UsageError("--report", "several outputs have several reports",
+                             "leave --report out: each report goes beside its trace")
+        bundle = Bundle(truth=GroundTruth.read(labels_from) if labels_from else None,
+                        report=report_path, gates=tuple(parse_gate(g) for g in fail_on),
+                        known=tuple(_ip(a, "--known") for a in known),
+                        sign_key=load_signing_key(sign_key) if sign_key else None)
         key = resolve_key(key_file)
         if key.one_time and rules.links_across_runs:
             raise KeyError_(rules.source, "these rules say traces must link across runs, "
@@ -119,24 +162,174 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
             click.echo(f"anontrace: no key given; using a one-time key (fingerprint {key.fingerprint}): "
                        "the mapping cannot be reversed or linked to other runs", err=True)
         with progress_bar(enabled=not quiet and sys.stderr.isatty()) as advance:
-            result = scrub(tasks, rules, key, advance)
+            result = scrub(tasks, rules, key, advance, bundle)
         if as_json:
             click.echo(json.dumps(summary_json(result), indent=2))
         if not quiet:
             summary_table(result)
+        for line in result.unmatched_rows[:20]:
+            click.echo(f"anontrace: {labels_from}:{line}: label row matched no frame", err=True)
+        if len(result.unmatched_rows) > 20:
+            click.echo(f"anontrace: {labels_from}: {len(result.unmatched_rows) - 20} more rows matched "
+                       "no frame", err=True)
+        withheld = [w for w in result.written if not w.report["passed"]]
+        if withheld:
+            failed = _failed_gates(withheld[0].report)
+            raise LeakGateError(", ".join(w.task.target for w in withheld),
+                                f"withheld: the leakage report failed its gates ({failed})",
+                                "see the report beside the output; the trace was not published")
+
+
+def _failed_gates(report: dict[str, Any]) -> str:
+    return "; ".join(f"{g['figure']} = {'not measured' if g['value'] is None else g['value']} "
+                     f"> {g['limit']:g}" for g in report["gates"] if not g["passed"])
 
 
 @cli.command("keygen")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Key file to create (mode 0600).")
+@click.option("--shares", type=click.IntRange(2, 255), help="Also split the key into this many shares.")
+@click.option("--threshold", type=click.IntRange(2, 255),
+              help="How many shares rebuild the key (with --shares).")
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 @click.pass_context
-def keygen_command(ctx: click.Context, output: Path, force: bool) -> None:
-    """Write a new random 32-byte key as 64 hex characters."""
+def keygen_command(ctx: click.Context, output: Path, shares: int | None, threshold: int | None,
+                   force: bool) -> None:
+    """Write a new random 32-byte key as 64 hex characters; with --shares N --threshold K, also
+    N share files `<output>.share-I-of-N`, any K of which rebuild the key (`anontrace key combine`)."""
     with _errors(ctx.obj["debug"]):
+        if (shares is None) != (threshold is None):
+            raise UsageError("--shares", "--shares and --threshold go together")
         key = generate()
+        pieces = split_key(key, shares, threshold) if shares and threshold else []
         write_key_file(output, key, force=force)
         click.echo(f"anontrace: wrote key {output} (fingerprint {key.fingerprint})", err=True)
+        if pieces:
+            for path in write_share_files(output, pieces):
+                click.echo(f"anontrace: wrote share {path}", err=True)
+            click.echo(f"anontrace: any {threshold} of the {shares} shares rebuild the key; hand each "
+                       "to a different person and delete the key file when it is no longer needed", err=True)
+
+
+@cli.group("key")
+def key_group() -> None:
+    """Key custody: split a key into shares, combine shares, make a manifest signing key."""
+
+
+@key_group.command("split")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--shares", type=click.IntRange(2, 255), required=True, help="How many shares.")
+@click.option("--threshold", type=click.IntRange(2, 255), required=True, help="How many rebuild the key.")
+@click.pass_context
+def key_split_command(ctx: click.Context, key_file: Path, shares: int, threshold: int) -> None:
+    """Split an existing key into share files `<KEY_FILE>.share-I-of-N`."""
+    with _errors(ctx.obj["debug"]):
+        key = read_key_file(key_file)
+        for path in write_share_files(key_file, split_key(key, shares, threshold)):
+            click.echo(f"anontrace: wrote share {path}", err=True)
+
+
+@key_group.command("combine")
+@click.argument("share_files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Key file to create (mode 0600).")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.pass_context
+def key_combine_command(ctx: click.Context, share_files: tuple[Path, ...], output: Path, force: bool) -> None:
+    """Rebuild a key from enough share files (each holds one share line)."""
+    with _errors(ctx.obj["debug"]):
+        texts = [read_share_file(path) for path in share_files]
+        key = combine_shares(texts)
+        write_key_file(output, key, force=force)
+        click.echo(f"anontrace: rebuilt key {output} (fingerprint {key.fingerprint})", err=True)
+
+
+@key_group.command("signing")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Private key file to create (PEM, mode 0600); the public key goes to `<output>.pub`.")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@click.pass_context
+def key_signing_command(ctx: click.Context, output: Path, force: bool) -> None:
+    """Make an Ed25519 key pair for `scrub --sign-key` and `verify --public-key`."""
+    with _errors(ctx.obj["debug"]):
+        key_id = write_signing_key(output, force=force)
+        click.echo(f"anontrace: wrote {output} and {output}.pub (key id {key_id})", err=True)
+
+
+@cli.command("report")
+@click.argument("captures", nargs=-1, required=True)
+@click.option("-r", "--rules", "rules_spec", help="Rule file whose gates (and labels) apply.")
+@click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The key the trace was scrubbed with: addresses the rules keep are then told apart.")
+@click.option("--report", "report_path", metavar="PATH",
+              help="Where the report JSON goes (`-`: stdout); default `<ANONYMIZED>.report.json`.")
+@click.option("--fail-on", "fail_on", multiple=True, metavar="FIGURE=LIMIT",
+              help="Exit 3 when a report figure exceeds LIMIT; repeatable.")
+@click.option("--known", "known", multiple=True, metavar="ADDRESS",
+              help="An original address the adversary is assumed to know (default: the busiest hosts).")
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@click.pass_context
+def report_command(ctx: click.Context, captures: tuple[str, ...], rules_spec: str | None,
+                   key_file: Path | None, report_path: str | None, fail_on: tuple[str, ...],
+                   known: tuple[str, ...], quiet: bool) -> None:
+    """Leakage report for ORIGINAL ANONYMIZED (a capture and its anonymized form), or for
+    ANONYMIZED alone (the figures that need no original). Exit 0: written, gates passed;
+    1: failed (e.g. the captures do not correspond); 2: usage; 3: a gate failed."""
+    with _errors(ctx.obj["debug"]):
+        if len(captures) > 2:
+            raise UsageError(" ".join(captures), "give ORIGINAL ANONYMIZED, or ANONYMIZED alone")
+        original, anonymized = (captures[0], captures[1]) if len(captures) == 2 else (None, captures[0])
+        rules = read_rules(rules_spec) if rules_spec else None
+        gates = gate_merge(list(rules.gates) if rules else [], [parse_gate(g) for g in fail_on])
+        kept, names = None, None
+        if key_file is not None:
+            transforms = (rules or read_rules(None)).build(read_key_file(key_file))
+            kept = kept_by_mappers(next(t for t in transforms if isinstance(t, Ip)).mapper,
+                                   next(t for t in transforms if isinstance(t, Mac)).mapper)
+            names = names_config(transforms)
+        labeling = Labeling(rules.labels, None) if rules is not None and rules.labels else None
+        report = report_files(original, anonymized, kept=kept, labeler=labeling,
+                              rules=rules.source if rules else None,
+                              key_fingerprint=read_key_file(key_file).fingerprint if key_file else None,
+                              gates=gates, known=[_ip(a, "--known") for a in known] or None, names=names)
+        text = json.dumps(report, indent=2) + "\n"
+        if report_path == "-":
+            click.echo(text, nl=False)
+            html_path = anonymized + ".report.html"
+        else:
+            json_path = report_path or anonymized + ".report.json"
+            html_path = json_path.removesuffix(".json") + ".html"
+            with atomic_output(json_path) as out:
+                out.write(text.encode())
+        with atomic_output(html_path) as out:
+            out.write(render_html(report).encode())
+        if not quiet:
+            report_summary(report, Console(stderr=True))
+        if not report["passed"]:
+            raise LeakGateError(anonymized, f"the leakage report failed its gates ({_failed_gates(report)})")
+
+
+@cli.command("verify")
+@click.argument("output")
+@click.option("--public-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The signer's public key (PEM): the signature must be by this key.")
+@click.option("--original", "originals", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="An original capture to check against the manifest's input digests; repeatable.")
+@click.pass_context
+def verify_command(ctx: click.Context, output: str, public_key: Path | None,
+                   originals: tuple[Path, ...]) -> None:
+    """Check a shared trace against its manifest (OUTPUT is the trace or its .manifest.json):
+    every file's digest and size, and the signature. Exit 0: all match; 1: something differs
+    (each difference is listed)."""
+    with _errors(ctx.obj["debug"]):
+        result = verify(manifest_path_for(output), public_key, list(originals))
+        for line in result.checked:
+            click.echo(f"ok: {line}")
+        for line in result.problems:
+            click.echo(f"DIFFERS: {line}")
+        if result.problems:
+            raise OutputError(output, f"{len(result.problems)} difference(s) from the manifest",
+                              "the bundle was changed after it was made, or is incomplete")
 
 
 @cli.command("map")
@@ -221,6 +414,13 @@ def rules_schema_command() -> None:
 def rules_docs_command() -> None:
     """Print the rule-file reference (docs/rules.md) generated from the transforms' settings."""
     click.echo(reference(), nl=False)
+
+
+def _ip(text: str, option: str) -> bytes:
+    try:
+        return ipaddress.ip_address(text).packed
+    except ValueError:
+        raise UsageError(option, f"{text!r} is not an IPv4 or IPv6 address") from None
 
 
 def _address(text: str) -> bytes:

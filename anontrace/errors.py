@@ -31,3 +31,7 @@ class KeyError_(AnontraceError):
 
 class OutputError(AnontraceError):
     """An output cannot be created or finished (missing directory, permissions, disk full)."""
+
+
+class LeakGateError(AnontraceError):
+    """The leakage report failed a gate: the report was written, the trace withheld (exit 3)."""

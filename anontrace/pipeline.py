@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Protocol
 
 from anontrace.io.capture import Reader, Writer
 from anontrace.packet.batch import Batch
@@ -16,6 +17,21 @@ from anontrace.packet.frame import Frame
 from anontrace.transforms.base import Transform
 
 BATCH_FRAMES = 4096
+
+
+class Labeler(Protocol):
+    """Gives each frame of a batch its label (or None), judged on the ORIGINAL frame."""
+
+    def label(self, batch: Batch) -> list[str | None]: ...
+
+
+class Observer(Protocol):
+    """Sees every batch once it is final and before it is written: `batch.frames` and
+    `batch.layers` are the ORIGINAL frames and their dissection, `batch.data` and `batch.ts_ns`
+    the output (checksums fixed; the layers' offsets hold in it up to its length), and
+    `batch.dropped` the frames left out. `labels` has one entry per frame."""
+
+    def observe(self, batch: Batch, labels: Sequence[str | None]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -59,8 +75,10 @@ def prepare(frames: list[Frame], stats: RunStats) -> Batch:
 
 
 def run(reader: Reader, writer: Writer, transforms: list[Transform],
-        progress: Callable[[int], None] | None = None) -> RunStats:
-    """Stream every frame of `reader` through `transforms` into `writer`."""
+        progress: Callable[[int], None] | None = None, labeler: Labeler | None = None,
+        observers: Sequence[Observer] = ()) -> RunStats:
+    """Stream every frame of `reader` through `transforms` into `writer`; `labeler` labels frames
+    (the label becomes a pcapng frame comment) and `observers` see each finished batch."""
     stats = RunStats()
     started = time.perf_counter()
     interfaces = reader.interfaces
@@ -70,19 +88,24 @@ def run(reader: Reader, writer: Writer, transforms: list[Transform],
         batch = prepare(frames, stats)
         for transform in transforms:
             batch = transform.apply(batch)
-        for position, (frame, found, out) in enumerate(zip(frames, batch.layers, batch.data,
-                                                          strict=True)):
+        labels: list[str | None] = labeler.label(batch) if labeler is not None else [None] * len(frames)
+        dropped = batch.dropped
+        for position, (frame, found, out) in enumerate(zip(frames, batch.layers, batch.data, strict=True)):
+            if position not in dropped:
+                fix_checksums(frame.data, out, found.checksums)
+        for observer in observers:
+            observer.observe(batch, labels)
+        for position, (frame, out) in enumerate(zip(frames, batch.data, strict=True)):
             stats.bytes_in += len(frame.data)
-            reason = batch.dropped.get(position)
+            reason = dropped.get(position)
             if reason is not None:
                 stats.dropped[reason] += 1
                 continue
-            fix_checksums(frame.data, out, found.checksums)
             writer.write(frame.iface, interfaces[frame.iface], batch.ts_ns[position], out,
-                         frame.wirelen)
+                         frame.wirelen, labels[position])
             stats.bytes_out += len(out)
         stats.frames_in += len(frames)
-        stats.frames_out += len(frames) - len(batch.dropped)
+        stats.frames_out += len(frames) - len(dropped)
         stats.counts.update(batch.counts)
         stats.cut.update(batch.cut)
         if progress is not None:

@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
+import io
+import json
+import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TextIO
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from anontrace.errors import OutputError, UsageError
-from anontrace.io.capture import atomic_output, make_writer, open_reader, output_format
+from anontrace.io.capture import StagedOutput, make_writer, open_reader, output_format
 from anontrace.keys import Key
+from anontrace.labels import GroundTruth, Labeling, LabelRecorder
+from anontrace.leakage.gates import Gate
+from anontrace.leakage.gates import merge as gate_merge
+from anontrace.leakage.html import render as render_html
+from anontrace.leakage.report import ReportBuilder, names_config, now
+from anontrace.leakage.residual import kept_by_mappers
+from anontrace.manifest import build_manifest, file_entry, write_manifest
 from anontrace.pipeline import RunStats, run
 from anontrace.rules.compile import Rules
+from anontrace.signing import sign
+from anontrace.transforms.base import Transform
+from anontrace.transforms.ip import Ip
+from anontrace.transforms.mac import Mac
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".ntar")
 
@@ -33,6 +51,8 @@ class ScrubResult:
     files: list[tuple[Task, RunStats]] = field(default_factory=list)
     total: RunStats = field(default_factory=RunStats)
     stats: dict[str, int] = field(default_factory=dict)
+    written: list[Written] = field(default_factory=list)
+    unmatched_rows: list[int] = field(default_factory=list)  # ground-truth rows that labelled no frame
 
 
 def _is_capture(path: Path) -> bool:
@@ -98,9 +118,38 @@ def _distinct(source: str, target: str) -> None:
         raise UsageError(target, "output would overwrite the input")
 
 
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """What is written beside each trace, and how: labels from a ground-truth CSV, where the
+    report goes (`None`: beside the trace; `-`: stdout; else a path), the gates the report must
+    pass, the addresses an adversary is assumed to know, and the key that signs the manifest."""
+
+    truth: GroundTruth | None = None
+    report: str | None = None
+    gates: tuple[Gate, ...] = ()
+    known: tuple[bytes, ...] = ()
+    sign_key: Ed25519PrivateKey | None = None
+
+
+@dataclass(slots=True)
+class Written:
+    """One scrubbed trace: whether it was published, its report, and the files beside it."""
+
+    task: Task
+    stats: RunStats
+    report: dict[str, Any]
+    files: list[str]
+    published: bool
+
+
 def scrub(tasks: list[Task], rules: Rules, key: Key,
-          progress: Callable[[Task, int, int], None] | None = None) -> ScrubResult:
-    """Scrub every task with the same transforms, so addresses map the same way in every output."""
+          progress: Callable[[Task, int, int], None] | None = None,
+          bundle: Bundle = Bundle()) -> ScrubResult:
+    """Scrub every task with the same transforms, so addresses map the same way in every output.
+
+    Each trace is staged, its leakage report built and its gates checked before anything is
+    published: a trace that fails a gate is withheld (only its report is written), and the
+    others go on."""
     transforms = rules.build(key)
     result = ScrubResult(key.fingerprint, key.one_time, rules.source)
     directories = {Path(t.target).parent for t in tasks} if len(tasks) > 1 else set()
@@ -110,19 +159,151 @@ def scrub(tasks: list[Task], rules: Rules, key: Key,
         except OSError as exc:
             raise OutputError(str(directory), f"cannot create output directory: {exc.strerror}",
                               "its parent directory must exist and be writable") from None
+    ips = next(t for t in transforms if isinstance(t, Ip)).mapper
+    macs = next(t for t in transforms if isinstance(t, Mac)).mapper
+    kept = kept_by_mappers(ips, macs)
+    gates = gate_merge(list(rules.gates), list(bundle.gates))
     for task in tasks:
-        reader = open_reader(task.source)
-        size = Path(task.source).stat().st_size if task.source != "-" else 0
-        report = (lambda done, t=task, n=size: progress(t, done, n)) if progress else None
-        try:
-            with atomic_output(task.target) as out:
-                capture_format = output_format(task.target, reader.format)[0]
-                writer = make_writer(out, task.target, capture_format, reader)
-                stats = run(reader, writer, transforms, report)
-        finally:
-            reader.stream.close()
-        result.files.append((task, stats))
-        result.total.merge(stats)
+        written = _one(task, rules, key, transforms, kept, gates, bundle, progress)
+        result.files.append((task, written.stats))
+        result.written.append(written)
+        result.total.merge(written.stats)
     for transform in transforms:
         result.stats.update(transform.stats())
+    result.unmatched_rows = bundle.truth.unmatched() if bundle.truth else []
     return result
+
+
+def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: Callable[[bytes], bool],
+         gates: list[Gate], bundle: Bundle, progress: Callable[[Task, int, int], None] | None) -> Written:
+    reader = open_reader(task.source)
+    size = Path(task.source).stat().st_size if task.source != "-" else 0
+    report_progress = (lambda done: progress(task, done, size)) if progress else None
+    beside = task.target != "-"
+    labeling = Labeling(rules.labels, bundle.truth)
+    builder = ReportBuilder(pair=True, kept=kept, known=list(bundle.known) or None,
+                            names=names_config(transforms))
+    created = now()
+    with ExitStack() as stack:
+        trace = stack.enter_context(StagedOutput(task.target))
+        labels_file = stack.enter_context(StagedOutput(task.target + LABELS)) if beside else None
+        labels_text = _text(labels_file)
+        recorder = LabelRecorder(labels_text)
+        try:
+            capture_format = output_format(task.target, reader.format)[0]
+            writer = make_writer(trace.stream, task.target, capture_format, reader)
+            stats = run(reader, writer, transforms, report_progress, labeling,
+                        [*builder.observers, recorder])
+            source_digest = reader.stream.digest()
+        finally:
+            reader.stream.close()
+        trace.seal()
+        report = builder.finish(anonymized=_name(task.target), scan_path=trace.temporary,
+                                original=_name(task.source),
+                                rules=rules.source, key_fingerprint=key.fingerprint, gates=gates,
+                                created=created)
+        report["labels"] = {"counts": dict(recorder.counts.most_common())}
+        files = _publish_report(stack, task, report, bundle.report)
+        written = Written(task, stats, report, files, False)
+        if not report["passed"] or not beside:
+            if report["passed"]:
+                trace.publish()
+                written.published = True
+            return written
+        assert labels_file is not None
+        _seal_text(labels_file, labels_text)
+        flows_file = stack.enter_context(StagedOutput(task.target + FLOWS))
+        flows_text = _text(flows_file)
+        recorder.write_flows(flows_text)
+        _seal_text(flows_file, flows_text)
+        roles = [("labels", labels_file), ("flows", flows_file)]
+        entries = [_listed("trace", trace.temporary, task.target, task.target)]
+        entries += [_listed(role, f.temporary, f.path, task.target) for role, f in roles]
+        entries += [_listed(_role(path), path, path, task.target) for path in files]
+        listed = [entry for entry in entries if entry is not None]
+        manifest = build_manifest(
+            rules=rules, key_fingerprint=key.fingerprint, one_time_key=key.one_time,
+            inputs=[{"path": "<stdin>" if task.source == "-" else Path(task.source).name,
+                     "sha256": source_digest[0], "bytes": source_digest[1], "frames": stats.frames_in}],
+            files=listed, frames={"in": stats.frames_in, "out": stats.frames_out,
+                                  "dropped": dict(stats.dropped), "cut": dict(stats.cut)},
+            labels=dict(recorder.counts.most_common()), report_passed=report["passed"], created=created)
+        if bundle.sign_key is not None:
+            manifest = sign(manifest, bundle.sign_key)
+        for _, staged in roles:
+            staged.publish()
+        write_manifest(Path(task.target + MANIFEST), manifest)
+        trace.publish()
+        written.published = True
+        written.files = [*files, *(f.path for _, f in roles), task.target + MANIFEST]
+        return written
+
+
+LABELS, FLOWS, MANIFEST = ".labels.csv", ".flows.csv", ".manifest.json"
+REPORT_JSON, REPORT_HTML = ".report.json", ".report.html"
+
+
+def _name(path: str) -> str:
+    """How the report and manifest name a file: its name only (directories stay at home)."""
+    return {"-": "<stdout>"}.get(path, Path(path).name) if path != "-" else "-"
+
+
+def _role(path: str) -> str:
+    return "report-html" if path.endswith(".html") else "report-json"
+
+
+class _Discard(io.TextIOBase):
+    """Where labels go when there is no file to put them in (the trace goes to stdout)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def _text(staged: StagedOutput | None) -> TextIO:
+    if staged is None:
+        return _Discard()  # type: ignore[return-value]
+    return io.TextIOWrapper(staged.stream, encoding="utf-8", newline="", write_through=True)
+
+
+def _seal_text(staged: StagedOutput, text: TextIO) -> None:
+    text.flush()
+    if isinstance(text, io.TextIOWrapper):
+        text.detach()  # the staged file is closed by `seal`, not by the wrapper
+    staged.seal()
+
+
+def _listed(role: str, path: str, name: str, target: str) -> dict[str, Any] | None:
+    """A manifest entry for a file beside the trace: hashed from `path` (the staged file, the same
+    bytes as will be published), named relative to the trace's directory. A report written
+    elsewhere (`--report PATH`) is not part of the bundle."""
+    if Path(name).absolute().parent != Path(target).absolute().parent:
+        return None
+    return file_entry(role, Path(path), Path(name).name)
+
+
+def _publish_report(stack: ExitStack, task: Task, report: dict[str, Any], where: str | None) -> list[str]:
+    """Write the report (JSON and HTML) where asked; return the paths written."""
+    text = json.dumps(report, indent=2) + "\n"
+    if where == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if task.target == "-":
+            return []
+        html_path = task.target + REPORT_HTML
+        json_path = None
+    elif where is not None:
+        json_path = where
+        html_path = where.removesuffix(".json") + ".html"
+    elif task.target == "-":
+        return []
+    else:
+        json_path, html_path = task.target + REPORT_JSON, task.target + REPORT_HTML
+    written = []
+    for path, content in ((json_path, text), (html_path, render_html(report))):
+        if path is None:
+            continue
+        staged = stack.enter_context(StagedOutput(path))
+        staged.stream.write(content.encode())
+        staged.publish()
+        written.append(path)
+    return written

@@ -192,7 +192,9 @@ def test_several_inputs_into_a_directory_share_one_mapping(tmp_path: Path, key_f
         str(key_file),
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["nanosecond.pcap", "office.pcap"]
+    bundle = (".labels.csv", ".flows.csv", ".report.json", ".report.html", ".manifest.json")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{name}{suffix}" for name in ("nanosecond.pcap", "office.pcap") for suffix in ("", *bundle))
     result = anontrace(
         "scrub", str(SAMPLES), "-o", str(tmp_path / "again"), "-q", "--key-file", str(key_file)
     )

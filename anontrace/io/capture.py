@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -17,7 +18,7 @@ import zstandard
 from anontrace.errors import OutputError, TraceFormatError
 from anontrace.io.pcap import MAGICS, PcapReader, PcapWriter
 from anontrace.io.pcapng import SHB, PcapngReader, PcapngWriter
-from anontrace.io.stream import open_input
+from anontrace.io.stream import CHUNK, open_input
 
 Reader = PcapReader | PcapngReader
 Writer = PcapWriter | PcapngWriter
@@ -61,45 +62,87 @@ def make_writer(out: BinaryIO, name: str, capture_format: str, reader: Reader) -
     return PcapWriter(out, name, link_field)
 
 
+class StagedOutput:
+    """An output built in a hidden temporary file and published under its name only on request.
+
+    The temporary file sits beside `path` (so publishing is one atomic rename), or in the temporary
+    directory for `-` (stdout gets a copy of it when published). Until `publish`, nothing exists
+    under the final name; `discard` (or leaving the `with` block unpublished, by an error or an
+    interruption) removes the temporary file. `seal` finishes the file so it can be read back:
+    the leakage report scans an output before deciding whether it may be published.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path == "-":
+            directory, name = tempfile.gettempdir(), "stdout"
+        else:
+            directory, name = str(Path(path).parent), Path(path).name
+        try:
+            fd, self.temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".partial")
+        except OSError as exc:
+            raise OutputError(path, f"cannot create output: {exc.strerror}",
+                              "check that the directory exists and is writable") from None
+        self._raw = os.fdopen(fd, "wb")
+        compression = output_format(path, "pcap")[1] if path != "-" else ""
+        self.stream: BinaryIO = self._raw
+        if compression == ".gz":
+            self.stream = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)  # type: ignore[assignment]
+        elif compression == ".zst":
+            self.stream = zstandard.ZstdCompressor().stream_writer(self._raw, closefd=False)
+        self.published = False
+
+    def __enter__(self) -> StagedOutput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.published:
+            self.discard()
+
+    def seal(self) -> None:
+        """Finish writing: flush any compression and the file to disk, and close it."""
+        if self._raw.closed:
+            return
+        try:
+            if self.stream is not self._raw:
+                self.stream.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot write output: {exc.strerror}") from None
+        finally:
+            self._raw.close()
+
+    def publish(self) -> None:
+        """Make the output appear under its final name (or on stdout), all at once."""
+        self.seal()
+        try:
+            if self.path == "-":
+                with open(self.temporary, "rb") as staged:
+                    shutil.copyfileobj(staged, sys.stdout.buffer, CHUNK)
+                sys.stdout.buffer.flush()
+                os.unlink(self.temporary)
+            else:
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self.temporary, 0o666 & ~umask)
+                os.replace(self.temporary, self.path)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot write output: {exc.strerror}") from None
+        self.published = True
+
+    def discard(self) -> None:
+        """Remove the temporary file; nothing is left behind."""
+        if not self._raw.closed:
+            self._raw.close()
+        if os.path.exists(self.temporary):
+            os.unlink(self.temporary)
+
+
 @contextmanager
 def atomic_output(path: str) -> Iterator[BinaryIO]:
-    """A binary stream that appears under `path` only if the block finishes without an error.
-
-    The data goes to a hidden temporary file beside `path`, which is renamed over it at the end
-    and removed on any failure or interruption. `-` writes to stdout (which cannot be undone).
-    """
-    if path == "-":
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
-        return
-    target = Path(path)
-    try:
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    except OSError as exc:
-        raise OutputError(path, f"cannot create output: {exc.strerror}",
-                          "check that the directory exists and is writable") from None
-    raw = os.fdopen(fd, "wb")
-    compression = output_format(path, "pcap")[1]
-    stream: BinaryIO = raw
-    if compression == ".gz":
-        stream = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)  # type: ignore[assignment]
-    elif compression == ".zst":
-        stream = zstandard.ZstdCompressor().stream_writer(raw, closefd=False)
-    try:
-        yield stream
-        if stream is not raw:
-            stream.close()
-        raw.flush()
-        os.fsync(raw.fileno())
-        raw.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, target)
-    except OSError as exc:
-        raise OutputError(path, f"cannot write output: {exc.strerror}") from None
-    finally:
-        if not raw.closed:
-            raw.close()
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    """A binary stream that appears under `path` (or on stdout for `-`) only if the block finishes
+    without an error; see `StagedOutput`."""
+    with StagedOutput(path) as staged:
+        yield staged.stream
+        staged.publish()

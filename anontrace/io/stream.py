@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import sys
 import zlib
 from pathlib import Path
@@ -20,9 +21,11 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 class ByteStream:
     """Sequential reads over a binary stream, buffered in large chunks, tracking the byte offset."""
 
-    def __init__(self, raw: BinaryIO, name: str, counter: BinaryIO | None = None) -> None:
+    def __init__(self, raw: BinaryIO, name: str, counter: BinaryIO | None = None,
+                 source: _Prefixed | None = None) -> None:
         self._raw = raw
         self._counter = counter or raw
+        self._source = source
         self.name = name
         self._buffer = b""
         self._pos = 0
@@ -62,6 +65,16 @@ class ByteStream:
         except (OSError, ValueError):
             return 0
 
+    def digest(self) -> tuple[str, int]:
+        """SHA-256 (hex) and size of the whole file as stored, once the reader is done with it."""
+        if self._source is None:
+            return "", 0
+        try:
+            self._source.drain()
+        except OSError as exc:
+            raise TraceFormatError(self.name, f"cannot read input: {exc.strerror}") from None
+        return self._source.sha256.hexdigest(), self._source.size
+
     def close(self) -> None:
         self._raw.close()
         if self._counter is not self._raw:
@@ -69,20 +82,35 @@ class ByteStream:
 
 
 class _Prefixed:
-    """A stream whose first bytes were already read to find its format: hands them back first."""
+    """A stream whose first bytes were already read to find its format: hands them back first.
+    It also hashes every byte of the file as stored (compressed or not), for the manifest."""
 
     def __init__(self, head: bytes, raw: BinaryIO) -> None:
         self._head = head
         self._raw = raw
+        self.sha256 = hashlib.sha256(head)
+        self.size = len(head)
+
+    def _read_raw(self, size: int) -> bytes:
+        data = self._raw.read(size)
+        self.sha256.update(data)
+        self.size += len(data)
+        return data
 
     def read(self, size: int = -1) -> bytes:
         if not self._head:
-            return self._raw.read(size)
+            return self._read_raw(size)
         if size < 0:
-            data, self._head = self._head + self._raw.read(), b""
+            data, self._head = self._head + self._read_raw(-1), b""
             return data
         data, self._head = self._head[:size], self._head[size:]
-        return data if len(data) == size else data + self._raw.read(size - len(data))
+        return data if len(data) == size else data + self._read_raw(size - len(data))
+
+    def drain(self) -> None:
+        """Read what is left of the file (bytes after the last record) into the digest."""
+        self._head = b""
+        while self._read_raw(CHUNK):
+            pass
 
     def tell(self) -> int:
         return self._raw.tell() - len(self._head)
@@ -145,7 +173,7 @@ def open_input(path: str) -> ByteStream:
     source = _Prefixed(head, raw)
     counter: BinaryIO = source  # type: ignore[assignment]
     if head.startswith(GZIP_MAGIC):
-        return ByteStream(gzip.GzipFile(fileobj=counter, mode="rb"), name, counter)  # type: ignore[arg-type]
+        return ByteStream(gzip.GzipFile(fileobj=counter, mode="rb"), name, counter, source)  # type: ignore[arg-type]
     if head.startswith(ZSTD_MAGIC):
-        return ByteStream(_ZstdFrames(source), name, counter)  # type: ignore[arg-type]
-    return ByteStream(counter, name)
+        return ByteStream(_ZstdFrames(source), name, counter, source)  # type: ignore[arg-type]
+    return ByteStream(counter, name, source=source)

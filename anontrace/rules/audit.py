@@ -54,6 +54,7 @@ RULES: dict[str, str] = {
     "timing-untouched": "The timing step changes nothing.",
     "timing-noise-small": "Timing noise is too small to blur inter-arrival times.",
     "links-across-runs-needs-key": "The rules promise traces that link across runs, which needs a key file.",
+    "residual-gate-missing": "No report gate withholds a trace in which original identifiers remain.",
 }
 
 # Ranges that name no host (IANA special-purpose registries): passing them through reveals nothing.
@@ -73,6 +74,7 @@ PORTLESS = frozenset({"arp", "icmp", "icmpv6"})
 BASIC_TCP_OPTIONS = frozenset({0, 1, 2, 3, 4, 5})  # EOL, NOP, MSS, window scale, SACK-permitted, SACK
 MIN_NOISE_US = 100.0
 WHERE = re.compile(r"^(.*):(\d+):(\d+)$")
+RESIDUAL_FIGURES = ("residual.total", "residual.distinct")  # either at 0 means no identifier left
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class _Review:
                       "that holds only when every run uses the same key",
                       self.locate.key(self.rules.source, "links_across_runs"),
                       "scrub with --key-file (or ANONTRACE_KEY_FILE); a run with a one-time key is refused")
+        self._residual_gate()
         return self.found
 
     def _add(self, severity: Severity, rule: str, message: str, where: str, hint: str) -> None:
@@ -193,6 +196,20 @@ class _Review:
                       f"`when:` names: for other frames {what}", steps[0].where, hint)
         else:
             self._add("warning", f"{name}-missing", f"no {name} step: {what}", self.top, hint)
+
+    def _residual_gate(self) -> None:
+        gates = [g for g in self.rules.gates if g.figure in RESIDUAL_FIGURES]
+        if not gates:
+            self._add("info", "residual-gate-missing", "no `report: fail_on:` gate on `residual.total`: a "
+                      "trace in which the leakage report finds original identifiers is published all the "
+                      "same", self.locate.key(self.rules.source, "report"),
+                      "add `report: {fail_on: {residual.total: 0}}`, as the shipped profiles have")
+            return
+        tightest = min(gates, key=lambda g: g.limit)
+        if tightest.limit >= 1:
+            self._add("info", "residual-gate-missing", f"the {tightest.figure} gate lets a trace with up to "
+                      f"{tightest.limit:g} original identifiers left in it be published", tightest.source,
+                      f"set `{tightest.figure}: 0`")
 
     def _payload(self, step: Step) -> None:
         keep = getattr(step.config, "keep", 0)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import ipaddress
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from typing import Any
 
 from anontrace.errors import RuleError
 from anontrace.keys import Key
+from anontrace.labels import LabelRule, LabelRules, label_problem
+from anontrace.leakage.gates import FIGURES, Gate
 from anontrace.rules.document import Document, load
 from anontrace.rules.filters import DIRECTIONS, PROTOCOLS, Filter
 from anontrace.transforms import ALWAYS, registry
@@ -25,7 +29,9 @@ from anontrace.transforms.payload import Payload
 from anontrace.transforms.scoped import Scoped
 
 VERSION = 1
-TOP_LEVEL = ("version", "description", "extends", "links_across_runs", "steps")
+TOP_LEVEL = ("version", "description", "extends", "links_across_runs", "steps", "labels", "report")
+LABEL_KEYS = ("when", "label")
+REPORT_KEYS = ("fail_on",)
 WHEN_KEYS = ("protocol", "port", "network", "direction")
 MAX_EXTENDS = 8
 FORBIDDEN = frozenset({"key", "key_file", "secret", "crypto_key", "cryptopan_key"})
@@ -54,6 +60,9 @@ class Rules:
     description: str
     steps: tuple[Step, ...]
     links_across_runs: bool = False
+    digest: str = ""  # SHA-256 of the rule file's text (the files it extends have their own)
+    labels: LabelRules | None = None
+    gates: tuple[Gate, ...] = ()  # `report: fail_on:`, each with the `file:line:col` that set it
 
     def build(self, key: Key) -> list[Transform]:
         """Instantiate the steps. The identifier transforms (`ip`, `mac`, `names`) always run,
@@ -136,12 +145,17 @@ def parse_rules(text: str, source: str, _chain: tuple[str, ...] = ()) -> Rules:
         step = _step(document, raw, ("steps", index), available)
         _reachable(document, ("steps", index), step, compiled)
         compiled.append(step)
+    labels = _labels(document, top["labels"]) if "labels" in top else None
+    gates = _report(document, top["report"]) if "report" in top else ()
     base = _extends(document, top, source, _chain)
     if base is not None:
         compiled = _merge(base.steps, compiled)
         description = description or base.description
         links = links or base.links_across_runs
-    return Rules(source, description, tuple(compiled), links)
+        labels = labels if "labels" in top else base.labels  # a section given replaces the base's
+        gates = gates if "report" in top else base.gates
+    return Rules(source, description, tuple(compiled), links, hashlib.sha256(text.encode()).hexdigest(),
+                 labels, gates)
 
 
 def _reachable(document: Document, path: tuple[str | int, ...], step: Step, before: list[Step]) -> None:
@@ -262,6 +276,70 @@ def _when(document: Document, path: tuple[str | int, ...], raw: Any) -> Filter:
         raise document.error((*path, "direction"), f"`direction` is {' or '.join(DIRECTIONS)}, "
                              "relative to the `network` given")
     return Filter(tuple(protocols), tuple(ports), tuple(networks), direction)
+
+
+def _labels(document: Document, raw: Any) -> LabelRules | None:
+    """`labels:`: `{when: FILTER, label: TEXT}` items, first match wins, and an optional last
+    `{default: TEXT}` for frames no item matches. An empty list means no labels."""
+    if not isinstance(raw, list):
+        raise document.error(("labels",), "must be a list of `- when: {...}` / `label: TEXT` items, "
+                             "optionally ending with `- default: TEXT`")
+    rules: list[LabelRule] = []
+    default: str | None = None
+    for index, item in enumerate(raw):
+        path: tuple[str | int, ...] = ("labels", index)
+        if default is not None:
+            raise document.error(path, "comes after the `default:` item, which must be last")
+        if isinstance(item, dict) and "default" in item:
+            if len(item) > 1:
+                raise document.error(path, "a `default:` item gives the default label and nothing else",
+                                     "put `when:` and `label:` in an item of their own")
+            default = _label_text(document, (*path, "default"), item["default"])
+            continue
+        if not isinstance(item, dict):
+            raise document.error(path, "a label item is a mapping: `when: {...}` and `label: TEXT`, "
+                                 "or `default: TEXT`")
+        _unknown(document, item, LABEL_KEYS, path)
+        for name in LABEL_KEYS:
+            if name not in item:
+                raise document.error(path, f"`{name}:` is missing", "a label item gives `when:` and `label:`")
+        when = _when(document, (*path, "when"), item["when"])
+        label = _label_text(document, (*path, "label"), item["label"])
+        rules.append(LabelRule(when, label, document.where(path)))
+    return LabelRules(tuple(rules), default) if rules or default is not None else None
+
+
+def _label_text(document: Document, path: tuple[str | int, ...], value: Any) -> str:
+    if not isinstance(value, str):
+        raise document.error(path, f"a label is text, got {type(value).__name__} {value!r}",
+                             "quote it if it looks like a number or true/false")
+    problem = label_problem(value)
+    if problem:
+        raise document.error(path, problem)
+    return value
+
+
+def _report(document: Document, raw: Any) -> tuple[Gate, ...]:
+    """`report: fail_on: {FIGURE: LIMIT}`: gates the leakage report must pass for the trace to be
+    published, each remembering where it was written."""
+    if not isinstance(raw, dict):
+        raise document.error(("report",), "must be a mapping with `fail_on:`")
+    _unknown(document, raw, REPORT_KEYS, ("report",))
+    limits = raw.get("fail_on", {})
+    path: tuple[str | int, ...] = ("report", "fail_on")
+    if not isinstance(limits, dict):
+        raise document.error(path, "must be a mapping of report figure to limit",
+                             "for example `residual.total: 0`")
+    gates = []
+    for name, limit in limits.items():
+        if name not in FIGURES:
+            close = difflib.get_close_matches(name, list(FIGURES), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"figures: {', '.join(FIGURES)}"
+            raise document.error((*path, name), f"unknown report figure {name!r}", hint, key=True)
+        if not isinstance(limit, int | float) or isinstance(limit, bool) or not math.isfinite(limit):
+            raise document.error((*path, name), f"the limit is a number, got {limit!r}")
+        gates.append(Gate(name, float(limit), document.where((*path, name), key=True)))
+    return tuple(gates)
 
 
 def _setting(document: Document, path: tuple[str | int, ...], value: Any, kind: Any,

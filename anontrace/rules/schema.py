@@ -13,6 +13,8 @@ import json
 import typing
 from typing import Any
 
+from anontrace.labels import MAX_LABEL
+from anontrace.leakage.gates import FIGURES
 from anontrace.rules.compile import VERSION, WHEN_KEYS, profile_names
 from anontrace.rules.filters import DIRECTIONS, PROTOCOLS
 from anontrace.transforms import ALWAYS, registry
@@ -97,9 +99,31 @@ def schema() -> dict[str, Any]:
                                   "description": "Traces made with these rules must link across "
                                   "runs: a one-time key is refused."},
             "steps": {"type": "array", "items": {"oneOf": [_step(t) for t in registry().values()]}},
+            "labels": _labels(),
+            "report": _report(),
         },
-        "$defs": {"when": when},
+        "$defs": {"when": when, "label": {"type": "string", "minLength": 1, "maxLength": MAX_LABEL,
+                                          "pattern": "^[^\\n\\r]*\\S[^\\n\\r]*$"}},
     }
+
+
+def _labels() -> dict[str, Any]:
+    rule = {"type": "object", "required": ["when", "label"], "additionalProperties": False,
+            "properties": {"when": {"$ref": "#/$defs/when"}, "label": {"$ref": "#/$defs/label"}}}
+    default = {"type": "object", "required": ["default"], "additionalProperties": False,
+               "properties": {"default": {"$ref": "#/$defs/label"}}}
+    return {"type": "array", "items": {"oneOf": [rule, default]},
+            "description": "Label rules judged on the original frame, first match wins; an optional "
+                           "last `default:` item labels the frames no rule matches."}
+
+
+def _report() -> dict[str, Any]:
+    limits = {name: {"type": "number", "description": text} for name, text in FIGURES.items()}
+    return {"type": "object", "additionalProperties": False,
+            "properties": {"fail_on": {"type": "object", "additionalProperties": False,
+                                       "properties": limits,
+                                       "description": "Leakage-report figures and the most each may "
+                                                      "be for the trace to be published."}}}
 
 
 INTRO = """\
@@ -109,9 +133,9 @@ INTRO = """\
      tests/rules/test_schema.py fails when this file is out of date. -->
 
 A rule file is YAML: `version: 1`, an optional `description`, an optional `extends:` (a shipped
-profile, {profiles}, or another rule file, relative to this one) and a list of `steps`, each
-`- use: TRANSFORM` with that transform's settings. `anontrace rules schema` prints a JSON Schema
-of the format for editors.
+profile, {profiles}, or another rule file, relative to this one), a list of `steps`, each
+`- use: TRANSFORM` with that transform's settings, and optional `labels:` and `report:`
+sections. `anontrace rules schema` prints a JSON Schema of the format for editors.
 
 - **Always on.** `ip`, `mac` and `names` run on every frame, first, whether or not a step names
   them: a rule keeps an identifier only by saying so in their settings. `payload` runs last and
@@ -124,6 +148,18 @@ of the format for editors.
   source in it). Every condition given must hold; each may be one value or a list. A transform
   may appear several times when the earlier steps have `when:`; per frame the first matching
   step applies. Frames no `payload` step names are still cut to headers.
+- **`labels:`** labels frames, judged on the ORIGINAL frame (filters may name your real
+  networks; only the labels reach the output): a list of `- when: {{...}}` (as above) with
+  `label: TEXT`, first match wins, optionally ending with `- default: TEXT` for every other
+  frame. A label is one line of at most {max_label} characters. Labels from `scrub --labels-from
+  FILE.csv` take precedence. Labels go to `<out>.labels.csv` and `<out>.flows.csv` and, in
+  pcapng output, into each frame's comment.
+- **`report: fail_on:`** maps leakage-report figures to the most each may be; when one is above
+  its limit (or was not measured) the run fails with exit code 3, the report is written and the
+  trace is not published. `--fail-on FIGURE=LIMIT` replaces the gate on that figure. Figures:
+{figures}
+- A file's `labels:` and `report:` sections replace those of the file it extends; without
+  them it inherits the base's. The shipped profiles gate on `residual.total: 0`.
 - **`links_across_runs: true`** says traces made with these rules must link across runs: a
   one-time key is then refused.
 - **Validation** happens before any packet is read; every error names `file:line:col` and the
@@ -133,8 +169,9 @@ of the format for editors.
 
 def reference() -> str:
     """docs/rules.md: the format, then every transform with its documentation and settings."""
+    figures = "\n".join(f"  - `{name}`: {text}" for name, text in FIGURES.items())
     lines = [INTRO.format(profiles=", ".join(f"`{p}`" for p in profile_names()),
-                          protocols=", ".join(PROTOCOLS))]
+                          protocols=", ".join(PROTOCOLS), max_label=MAX_LABEL, figures=figures)]
     for transform in registry().values():
         lines += [f"## `{transform.name}`", "", _doc(transform), ""]
         fields = dataclasses.fields(transform.Config)

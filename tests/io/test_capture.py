@@ -6,7 +6,6 @@ import gc
 import gzip
 import os
 import stat
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -291,8 +290,15 @@ def test_outputs_are_byte_identical_across_runs(tmp_path: Path, name: str) -> No
     assert first.read_bytes() == second.read_bytes()
 
 
-def test_dash_writes_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_dash_writes_stdout_only_when_finished(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     with atomic_output("-") as out:
-        assert out is sys.stdout.buffer
         out.write(b"to stdout")
+        assert capsysbinary.readouterr().out == b""  # staged, not yet published
     assert capsysbinary.readouterr().out == b"to stdout"
+
+
+def test_dash_output_that_fails_writes_nothing(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    with pytest.raises(Boom), atomic_output("-") as out:
+        out.write(b"half")
+        raise Boom
+    assert capsysbinary.readouterr().out == b""

@@ -307,3 +307,21 @@ def test_compressed_stdin_is_found_when_the_pipe_delivers_one_byte_first(
 
     assert process.returncode == 0, stderr.decode()
     assert target.read_bytes() == reference
+
+
+@pytest.mark.parametrize("compress", [lambda b: b, *COMPRESSORS.values()], ids=["plain", *COMPRESSORS.keys()])
+def test_digest_covers_the_file_as_stored(tmp_path: Path, compress: Callable[[bytes], bytes]) -> None:
+    import hashlib
+
+    from anontrace.io.capture import open_reader
+
+    stored = compress(_bulky_pcapng())
+    path = tmp_path / "capture.bin"
+    path.write_bytes(stored)
+    reader = open_reader(str(path))
+    frames = sum(1 for _ in reader)
+    digest = reader.stream.digest()
+    reader.stream.close()
+
+    assert frames > 0
+    assert digest == (hashlib.sha256(stored).hexdigest(), len(stored))

@@ -46,6 +46,7 @@ def where(findings: list[Finding], rule: str, path: str) -> list[str]:
 
 
 STEPS = "version: 1\nsteps:\n"
+GATED = "version: 1\nreport: {fail_on: {residual.total: 0}}\nsteps:\n"
 GENERALIZE = "  - use: generalize\n"
 TIMING = "  - use: timing\n    shift: keyed\n    noise: gaussian\n    noise_scale_us: 100\n"
 CASES = [
@@ -84,6 +85,12 @@ CASES = [
     ("timing-untouched", "warning", "  - use: payload\n  - use: timing\n    precision: ns\n", ["4:5"]),
     ("timing-noise-small", "info",
      "  - use: timing\n    noise: laplace\n    noise_scale_us: 50\n", ["5:21"]),
+    ("residual-gate-missing", "info", "  - use: generalize\n", ["1:1"]),
+    ("residual-gate-missing", "info",
+     "  - use: generalize\nreport:\n  fail_on: {coverage.frames_cut: 0}\n", ["4:1"]),
+    ("residual-gate-missing", "info",
+     "  - use: generalize\nreport:\n  fail_on:\n    residual.distinct: 4\n    residual.total: 2.5\n",
+     ["7:5"]),
 ]
 
 
@@ -129,8 +136,22 @@ def test_every_rule_id_has_a_case() -> None:
     "  - use: names\n    keep_labels: [ARPA, in-addr]\n",
 ])
 def test_safe_settings_give_no_finding(tmp_path: Path, steps: str) -> None:
-    path = write(tmp_path, STEPS + GENERALIZE + TIMING + steps)
+    path = write(tmp_path, GATED + GENERALIZE + TIMING + steps)
     assert audit([path]) == []
+
+
+@pytest.mark.parametrize("report", ["{fail_on: {residual.distinct: 0}}",
+                                    "{fail_on: {residual.total: 0.5, risk.scans.sweeps: 3}}"])
+def test_a_gate_that_stops_any_residual_identifier_gives_no_finding(tmp_path: Path, report: str) -> None:
+    path = write(tmp_path, f"version: 1\nreport: {report}\nsteps:\n" + GENERALIZE + TIMING)
+    assert audit([path]) == []
+
+
+def test_residual_gate_is_inherited_or_replaced_with_the_report_section(tmp_path: Path) -> None:
+    inherits = write(tmp_path, "version: 1\nextends: strict\n", "a.yaml")
+    assert where(audit([inherits]), "residual-gate-missing", inherits) == []
+    replaces = write(tmp_path, "version: 1\nextends: strict\nreport:\n  fail_on: {}\n", "b.yaml")
+    assert where(audit([replaces]), "residual-gate-missing", replaces) == ["3:1"]
 
 
 def test_settings_merged_from_a_profile_point_at_the_file_that_wrote_them(tmp_path: Path) -> None:
@@ -149,6 +170,7 @@ def test_shipped_profiles_are_valid(name: str) -> None:
     assert [f for f in findings if f.severity == "error"] == []
     assert exit_code(findings, "error") == 0
     assert all(f.where.startswith(f"<{name}>:") for f in findings)
+    assert [f for f in findings if f.rule == "residual-gate-missing"] == []
     if name == "strict":
         assert [f.rule for f in findings if f.severity == "warning"] == []
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 
 from anontrace.errors import RuleError
 from anontrace.keys import Key
-from anontrace.rules.compile import parse_rules, profile_names, read_rules
+from anontrace.leakage.gates import Gate
+from anontrace.rules.compile import PROFILES, Rules, parse_rules, profile_names, read_rules
 from anontrace.transforms import registry
 from anontrace.transforms.generalize import Generalize
 from anontrace.transforms.ip import Ip
@@ -210,3 +212,103 @@ def test_links_across_runs_is_read() -> None:
     assert parse_rules("version: 1\nlinks_across_runs: true\n", "r.yaml").links_across_runs
     with pytest.raises(RuleError, match="true or false"):
         parse_rules("version: 1\nlinks_across_runs: 'yes'\n", "r.yaml")
+
+
+LABELS = ("version: 1\nlabels:\n  - when: {network: 10.1.0.0/16, protocol: tcp}\n    label: database\n"
+          "  - when: {port: 53}\n    label: dns\n  - default: other\n")
+
+
+def test_labels_compile_in_order_with_their_default() -> None:
+    labels = parse_rules(LABELS, "r.yaml").labels
+    assert labels is not None and labels.default == "other"
+    assert [(r.label, r.where) for r in labels.rules] == [("database", "r.yaml:3:5"), ("dns", "r.yaml:5:5")]
+    first, second = (r.filter for r in labels.rules)
+    assert (first.protocols, [str(n) for n in first.networks], first.ports) == (("tcp",), ["10.1.0.0/16"], ())
+    assert (second.protocols, second.networks, second.ports) == ((), (), (53,))
+
+
+def test_labels_and_gates_are_optional_and_the_constructor_keeps_its_order() -> None:
+    rules = parse_rules("version: 1\nlabels: []\n", "r.yaml")
+    assert rules.labels is None and rules.gates == ()
+    only_default = parse_rules("version: 1\nlabels:\n  - default: everything\n", "r.yaml").labels
+    assert only_default is not None and (only_default.rules, only_default.default) == ((), "everything")
+    positional = Rules("s", "d", (), True, "ab")
+    assert (positional.links_across_runs, positional.digest, positional.labels, positional.gates) == (
+        True, "ab", None, ())
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [
+    ("labels: {port: 53}\n", "2:9", "labels: must be a list"),
+    ("labels:\n  - dns\n", "3:5", "a label item is a mapping"),
+    ("labels:\n  - when: {port: 53}\n", "3:5", "`label:` is missing"),
+    ("labels:\n  - label: dns\n", "3:5", "`when:` is missing"),
+    ("labels:\n  - when: {port: 53}\n    lable: dns\n", "4:5", "did you mean 'label'?"),
+    ("labels:\n  - when: {port: 53}\n    label: 53\n", "4:12", "a label is text, got int 53"),
+    ("labels:\n  - when: {port: 53}\n    label: ''\n", "4:12", "non-empty"),
+    ("labels:\n  - when: {port: 53}\n    label: '  '\n", "4:12", "non-empty"),
+    ("labels:\n  - when: {port: 53}\n    label: \"a\\nb\"\n", "4:12", "one line"),
+    ("labels:\n  - when: {port: 53}\n    label: \"a\\tb\"\n", "4:12", "control characters"),
+    ("labels:\n  - when: {port: 53}\n    label: " + "x" * 201 + "\n", "4:12", "at most 200 characters"),
+    ("labels:\n  - default: other\n    label: dns\n", "3:5", "nothing else"),
+    ("labels:\n  - default: other\n  - when: {port: 53}\n    label: dns\n", "4:5", "must be last"),
+    ("labels:\n  - default: [a]\n", "3:14", "a label is text"),
+    ("labels:\n  - when: {network: 10.0.0.1/8}\n    label: x\n", "3:21", "not a network"),
+    ("labels:\n  - when: {}\n    label: x\n", "3:11", "`when:` is a mapping"),
+    ("report: [residual.total]\n", "2:9", "must be a mapping with `fail_on:`"),
+    ("report:\n  fail-on: {residual.total: 0}\n", "3:3", "did you mean 'fail_on'?"),
+    ("report:\n  fail_on: [residual.total]\n", "3:12", "must be a mapping of report figure"),
+    ("report:\n  fail_on:\n    residual.totl: 0\n", "4:5", "did you mean 'residual.total'?"),
+    ("report:\n  fail_on:\n    latency: 0\n", "4:5", "figures: residual.total, residual.distinct"),
+    ("report:\n  fail_on:\n    residual.total: zero\n", "4:21", "the limit is a number, got 'zero'"),
+    ("report:\n  fail_on:\n    residual.total: true\n", "4:21", "the limit is a number, got True"),
+    ("report:\n  fail_on:\n    residual.total: .inf\n", "4:21", "the limit is a number, got inf"),
+    ("report:\n  fail_on:\n    residual.total: .nan\n", "4:21", "the limit is a number, got nan"),
+    ("report:\n  fail_on:\n    residual.total:\n", "4:20", "the limit is a number, got None"),
+])
+def test_bad_labels_and_report_sections_are_located(text: str, where: str, what: str) -> None:
+    error = refused("version: 1\n" + text)
+    assert error.where == f"r.yaml:{where}"
+    assert what in f"{error.what} {error.hint}"
+
+
+def test_gates_compile_with_the_location_of_their_figure() -> None:
+    rules = parse_rules("version: 1\nreport:\n  fail_on:\n    residual.total: 0\n"
+                        "    risk.fingerprints.unique_fraction: 0.25\n", "r.yaml")
+    assert rules.gates == (Gate("residual.total", 0.0, "r.yaml:4:5"),
+                           Gate("risk.fingerprints.unique_fraction", 0.25, "r.yaml:5:5"))
+    assert all(type(g.limit) is float for g in rules.gates)
+    assert parse_rules("version: 1\nreport: {}\n", "r.yaml").gates == ()
+
+
+@pytest.mark.parametrize("name", ["default", "strict", "research"])
+def test_shipped_profiles_gate_on_residual_identifiers(name: str) -> None:
+    text = files(PROFILES).joinpath(f"{name}.yaml").read_text(encoding="utf-8").splitlines()
+    line = text.index("    residual.total: 0") + 1
+    assert read_rules(name).gates == (Gate("residual.total", 0.0, f"<{name}>:{line}:5"),)
+
+
+def test_labels_and_report_inherit_or_replace_through_extends(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("version: 1\nlabels:\n  - when: {port: 53}\n    label: dns\n"
+                    "report:\n  fail_on: {residual.total: 0, risk.scans.sweeps: 2}\n")
+    inherits = tmp_path / "inherits.yaml"
+    inherits.write_text("version: 1\nextends: base.yaml\n")
+    replaces = tmp_path / "replaces.yaml"
+    replaces.write_text("version: 1\nextends: base.yaml\nlabels:\n  - default: all\n"
+                        "report:\n  fail_on: {coverage.frames_cut: 5}\n")
+    clears = tmp_path / "clears.yaml"
+    clears.write_text("version: 1\nextends: base.yaml\nlabels: []\nreport: {}\n")
+    inherited = read_rules(str(inherits))
+    assert inherited.labels is not None and inherited.labels.default is None
+    assert [(r.label, r.where) for r in inherited.labels.rules] == [("dns", f"{base}:3:5")]
+    assert inherited.gates == (Gate("residual.total", 0.0, f"{base}:6:13"),
+                               Gate("risk.scans.sweeps", 2.0, f"{base}:6:32"))
+    replaced = read_rules(str(replaces))
+    assert replaced.labels is not None and (replaced.labels.rules, replaced.labels.default) == ((), "all")
+    assert replaced.gates == (Gate("coverage.frames_cut", 5.0, f"{replaces}:6:13"),)
+    cleared = read_rules(str(clears))
+    assert (cleared.labels, cleared.gates) == (None, ())
+    child = tmp_path / "child.yaml"
+    child.write_text("version: 1\nextends: default\n")
+    from_profile = read_rules(str(child))
+    assert from_profile.gates == read_rules("default").gates and from_profile.labels is None

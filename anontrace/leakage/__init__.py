@@ -1,0 +1,1 @@
+"""The leakage report: what of the original could still identify hosts in an anonymized trace."""

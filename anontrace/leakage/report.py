@@ -1,0 +1,235 @@
+"""The leakage report: one pass of observers over (original, output) frame pairs, then the
+residual scan of the output file, assembled into the versioned JSON the renderers and gates read.
+
+Two ways in, one way through. `scrub` feeds the observers from its own pipeline, where every
+output frame sits beside the frame it came from. `anontrace report ORIGINAL ANONYMIZED` rebuilds
+those pairs by reading both captures side by side (`pair_batches`), refusing captures whose
+frames do not correspond; `anontrace report ANONYMIZED` feeds the anonymized frames as their own
+originals and leaves every figure that needs the original empty (null).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from anontrace import __version__
+from anontrace.errors import TraceFormatError
+from anontrace.io.capture import open_reader
+from anontrace.leakage.gates import Gate, evaluate
+from anontrace.leakage.residual import IdentifierCollector, scan
+from anontrace.leakage.risk import RiskCollector
+from anontrace.leakage.utility import UtilityCollector
+from anontrace.packet.batch import Batch
+from anontrace.packet.dissect import dissect
+from anontrace.packet.frame import Frame
+from anontrace.packet.layers import Layers
+from anontrace.pipeline import BATCH_FRAMES, Observer
+from anontrace.transforms.names import Names, NamesConfig
+
+FORMAT, VERSION = "anontrace-report", 1
+NOT_IN_OUTPUT = "not in the anonymized trace"
+MAX_UNMATCHED_FRACTION = 0.5  # more originals than this without a counterpart: not the same capture
+
+
+@dataclass(slots=True)
+class Coverage:
+    """What happened to each frame: transformed, cut (by the dissector, which stops where it
+    understands no more, or by a rule), dropped."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_transformed: int = 0
+    frames_cut: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    cut_by_dissector: Counter[str] = field(default_factory=Counter)
+    cut_by_rules: Counter[str] = field(default_factory=Counter)
+
+    def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
+        self.frames_in += len(batch)
+        for position, (frame, found, out) in enumerate(zip(batch.frames, batch.layers, batch.data,
+                                                           strict=True)):
+            reason = batch.dropped.get(position)
+            if reason is not None:
+                self.dropped[reason] += 1
+                continue
+            self.frames_out += 1
+            if len(out) < len(frame.data):
+                self.frames_cut += 1
+                if found.cut is not None:
+                    self.cut_by_dissector[found.cut] += 1
+            if out != frame.data:
+                self.frames_transformed += 1
+        self.cut_by_rules.update(batch.cut)
+
+    def result(self) -> dict[str, Any]:
+        return {"frames_in": self.frames_in, "frames_out": self.frames_out,
+                "frames_transformed": self.frames_transformed, "frames_cut": self.frames_cut,
+                "frames_dropped": sum(self.dropped.values()),
+                "cut_by_dissector": dict(self.cut_by_dissector.most_common()),
+                "cut_by_rules": dict(self.cut_by_rules.most_common()),
+                "dropped": dict(self.dropped.most_common())}
+
+
+class ReportBuilder:
+    """The observers of one report, and the assembly of their sections."""
+
+    def __init__(self, pair: bool, kept: Callable[[bytes], bool] | None = None,
+                 known: list[bytes] | None = None, names: NamesConfig | None = None) -> None:
+        self.pair = pair
+        self.kept = kept
+        self.keep_names = names is not None and names.policy == "keep"
+        self.coverage = Coverage()
+        self.identifiers = IdentifierCollector(names) if pair else None
+        self.risk = RiskCollector(pair, known=known)
+        self.utility = UtilityCollector(pair)
+
+    @property
+    def observers(self) -> list[Observer]:
+        found: list[Observer] = [self.coverage, self.risk, self.utility]
+        return [self.identifiers, *found] if self.identifiers is not None else found
+
+    def finish(self, *, anonymized: str, scan_path: str | None = None, original: str | None = None,
+               rules: str | None = None, key_fingerprint: str | None = None,
+               gates: Sequence[Gate] = (), created: str | None = None) -> dict[str, Any]:
+        """The report. `scan_path` is where the anonymized capture can be read now (a staged file
+        not yet published under `anonymized`); findings name `anonymized`."""
+        residual = None
+        if self.identifiers is not None:
+            residual = scan(scan_path or anonymized, self.identifiers, self.kept, keep_names=self.keep_names)
+            for finding in residual["findings"]:
+                finding["file"] = anonymized
+        coverage = self.coverage.result()
+        report: dict[str, Any] = {
+            "format": FORMAT, "version": VERSION, "tool": f"anontrace {__version__}",
+            "created": created or now(), "mode": "pair" if self.pair else "anonymized-only",
+            "original": [{"path": original, "frames": coverage["frames_in"]}] if original else None,
+            "anonymized": [{"path": anonymized, "frames": coverage["frames_out"]}],
+            "rules": rules, "key_fingerprint": key_fingerprint,
+            "residual": residual, "coverage": coverage,
+            "risk": self.risk.result(), "utility": self.utility.result(),
+        }
+        report["gates"] = evaluate(report, list(gates))
+        report["passed"] = all(g["passed"] for g in report["gates"])
+        return report
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _kinds(layers: Layers, length: int) -> tuple[str, ...]:
+    return tuple(h.kind for h in layers.headers if h.offset < length)
+
+
+def _corresponds(original: Frame, found: Layers, anonymized: Frame, theirs: Layers) -> bool:
+    """Could `anonymized` have been made from `original`? Same link type and length on the wire,
+    no more bytes captured, and the same headers where both have them."""
+    return (original.linktype == anonymized.linktype and original.wirelen == anonymized.wirelen
+            and len(anonymized.data) <= len(original.data)
+            and _kinds(found, len(anonymized.data)) == _kinds(theirs, len(anonymized.data)))
+
+
+def pair_batches(original: str, anonymized: str) -> Iterator[Batch]:
+    """Batches of (original frame, anonymized bytes and time), matching each anonymized frame to
+    the next original frame it could have come from; originals passed over are marked dropped.
+    Raises TraceFormatError when the two captures do not correspond."""
+    originals = open_reader(original)
+    outputs = open_reader(anonymized)
+    frames: list[Frame] = []
+    layers: list[Layers] = []
+    data: list[bytearray] = []
+    times: list[int] = []
+    dropped: dict[int, str] = {}
+    skipped = 0
+    try:
+        source = iter(originals)
+        for theirs in outputs:
+            their_layers = dissect(theirs.data, theirs.linktype)
+            while True:
+                frame = next(source, None)
+                if frame is None:
+                    raise TraceFormatError(f"{anonymized}: frame {theirs.index + 1}",
+                                           f"has no counterpart in {original}: the two captures do "
+                                           "not correspond", "give the capture this one was made from")
+                found = dissect(frame.data, frame.linktype)
+                frames.append(frame)
+                layers.append(found)
+                if _corresponds(frame, found, theirs, their_layers):
+                    data.append(bytearray(theirs.data))
+                    times.append(theirs.ts_ns)
+                    break
+                dropped[len(frames) - 1] = NOT_IN_OUTPUT
+                data.append(bytearray())
+                times.append(frame.ts_ns)
+                skipped += 1
+            if len(frames) >= BATCH_FRAMES:
+                yield Batch(frames, layers, data, times, dropped)
+                frames, layers, data, times, dropped = [], [], [], [], {}
+        for frame in source:
+            frames.append(frame)
+            layers.append(dissect(frame.data, frame.linktype))
+            dropped[len(frames) - 1] = NOT_IN_OUTPUT
+            data.append(bytearray())
+            times.append(frame.ts_ns)
+            skipped += 1
+            if len(frames) >= BATCH_FRAMES:
+                yield Batch(frames, layers, data, times, dropped)
+                frames, layers, data, times, dropped = [], [], [], [], {}
+        if frames:
+            yield Batch(frames, layers, data, times, dropped)
+    finally:
+        originals.stream.close()
+        outputs.stream.close()
+
+
+def solo_batches(anonymized: str) -> Iterator[Batch]:
+    """Batches of the anonymized frames standing in for their own originals."""
+    reader = open_reader(anonymized)
+    frames: list[Frame] = []
+    try:
+        for frame in reader:
+            frames.append(frame)
+            if len(frames) >= BATCH_FRAMES:
+                yield _solo(frames)
+                frames = []
+        if frames:
+            yield _solo(frames)
+    finally:
+        reader.stream.close()
+
+
+def _solo(frames: list[Frame]) -> Batch:
+    return Batch(frames, [dissect(f.data, f.linktype) for f in frames],
+                 [bytearray(f.data) for f in frames], [f.ts_ns for f in frames])
+
+
+def names_config(transforms: Sequence[object]) -> NamesConfig | None:
+    """The settings of a run's `names` transform (what it rewrites is what the report seeks)."""
+    return next((t.config for t in transforms if isinstance(t, Names)), None)
+
+
+def report_files(original: str | None, anonymized: str, *, kept: Callable[[bytes], bool] | None = None,
+                 labeler: Any = None, rules: str | None = None, key_fingerprint: str | None = None,
+                 gates: Sequence[Gate] = (), known: list[bytes] | None = None,
+                 names: NamesConfig | None = None) -> dict[str, Any]:
+    """The report for a pair of captures (or for an anonymized capture alone)."""
+    builder = ReportBuilder(original is not None, kept, known, names)
+    batches = pair_batches(original, anonymized) if original is not None else solo_batches(anonymized)
+    observers = builder.observers
+    for batch in batches:
+        labels: list[str | None] = labeler.label(batch) if labeler is not None else [None] * len(batch)
+        for observer in observers:
+            observer.observe(batch, labels)
+    coverage = builder.coverage
+    if original is not None and coverage.frames_in and \
+            coverage.dropped[NOT_IN_OUTPUT] > MAX_UNMATCHED_FRACTION * coverage.frames_in and \
+            coverage.dropped[NOT_IN_OUTPUT] > 10:
+        raise TraceFormatError(anonymized, f"only {coverage.frames_out} of {coverage.frames_in} frames "
+                               f"of {original} have a counterpart: the two captures do not correspond",
+                               "give the capture this one was made from")
+    return builder.finish(anonymized=anonymized, original=original, rules=rules,
+                          key_fingerprint=key_fingerprint, gates=gates)

@@ -1,0 +1,347 @@
+"""Re-identification risk on traces whose answers are known by how they were built."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet
+
+from anontrace.crypto.cryptopan import CryptoPAn
+from anontrace.io.capture import open_reader
+from anontrace.io.pcap import PcapWriter
+from anontrace.keys import Key
+from anontrace.leakage.risk import RiskCollector
+from anontrace.leakage.schema import SCHEMA
+from anontrace.packet.batch import Batch
+from anontrace.packet.frame import Frame
+from anontrace.pipeline import RunStats, prepare, run
+from anontrace.rules.compile import read_rules
+from tests.helpers import write_pcap
+
+SECOND = 1_000_000_000
+KEY = bytes(range(32))
+LINUX = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (1, 0)), ("NOP", None), ("WScale", 7)]
+ETHER = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")  # no MAC lookups while building
+WINDOWS = [("MSS", 1460), ("NOP", None), ("WScale", 8), ("NOP", None), ("NOP", None), ("SAckOK", b"")]
+
+
+
+def conforms(result: dict[str, Any]) -> None:
+    """The section is JSON without NaN or infinities, in the shape the report schema gives it."""
+    jsonschema.validate(json.loads(json.dumps(result, allow_nan=False)),
+                        {"$defs": SCHEMA["$defs"], "$ref": "#/$defs/risk"})
+
+def batch_of(packets: Sequence[Packet], times_ns: list[int] | None = None) -> Batch:
+    """The batch the pipeline would build from `packets`; its output starts equal to the input."""
+    times = times_ns if times_ns is not None else [i * 1000 for i in range(len(packets))]
+    frames = [Frame(i, t, bytes(p), len(p), 1) for i, (p, t) in enumerate(zip(packets, times, strict=True))]
+    return prepare(frames, RunStats())
+
+
+def map_addresses(batch: Batch, mapping: dict[bytes, bytes] | None = None) -> Batch:
+    """Rewrite every IP address field of the output with `mapping`, or with Crypto-PAn under KEY."""
+    cipher = CryptoPAn(KEY)
+    for layers, out in zip(batch.layers, batch.data, strict=True):
+        for offsets, size in ((layers.ipv4, 4), (layers.ipv6, 16)):
+            for offset in offsets:
+                address = bytes(out[offset:offset + size])
+                new = mapping[address] if mapping is not None else cipher.encrypt([address])[0]
+                out[offset:offset + size] = new
+    return batch
+
+
+def collect(batch: Batch, pair: bool = True, **options: Any) -> dict[str, Any]:
+    collector = RiskCollector(pair, **options)
+    collector.observe(batch, [None] * len(batch))
+    result = collector.result()
+    conforms(result)  # JSON-safe in every test
+    return result
+
+
+def scrub(tmp_path: Path, packets: Sequence[Packet], profile: str, pair: bool = True) -> dict[str, Any]:
+    """Run `packets` through the real pipeline under a shipped profile, observed by the collector."""
+    source = write_pcap(tmp_path / f"{profile}.pcap", list(packets), nano=True)
+    reader = open_reader(str(source))
+    collector = RiskCollector(pair)
+    run(reader, PcapWriter(io.BytesIO(), "mem"), read_rules(profile).build(Key(KEY)),
+        observers=[collector])
+    reader.stream.close()
+    result = collector.result()
+    conforms(result)
+    return result
+
+
+def packed(address: str) -> bytes:
+    return ipaddress.ip_address(address).packed
+
+
+def syn(source: str, ttl: int, window: int, options: list[Any], flags: str = "S") -> Packet:
+    return (ETHER / IP(src=source, dst="192.0.2.200", ttl=ttl)
+            / TCP(sport=40000, dport=80, flags=flags, window=window, options=options))
+
+
+FINGERPRINTED = [syn("10.0.0.1", 64, 29200, LINUX), syn("10.0.0.2", 64, 29200, LINUX),
+                 syn("10.0.0.3", 64, 29200, LINUX), syn("10.0.0.4", 128, 64240, WINDOWS),
+                 syn("10.0.0.5", 128, 64240, WINDOWS), syn("10.0.0.6", 255, 64000, WINDOWS)]
+
+
+def test_hosts_with_shared_fingerprints_have_their_k() -> None:
+    # k per host as built: 3, 3, 3, 2, 2, 1 (the last host's TTL and window are its own)
+    found = collect(batch_of(FINGERPRINTED))["fingerprints"]
+    assert found["features"] == ["ttl", "tcp_window", "tcp_options", "mss"]
+    assert (found["hosts"], found["unique"]) == (6, 1)
+    assert found["unique_fraction"] == 1 / 6
+    assert found["k_histogram"] == [{"k": 1, "hosts": 1}, {"k": 2, "hosts": 2}, {"k": 3, "hosts": 3}]
+    assert found["original"] == {"hosts": 6, "unique": 1, "unique_fraction": 1 / 6}
+
+
+def test_each_feature_separates_hosts_and_syn_acks_count() -> None:
+    packets = [syn("10.0.0.1", 64, 29200, LINUX), syn("10.0.0.2", 64, 29200, LINUX[:-1]),  # options
+               syn("10.0.0.3", 64, 29200, [("MSS", 1380), *LINUX[1:]]),  # MSS
+               syn("10.0.0.4", 64, 29200, LINUX, flags="SA"),  # a server's SYN/ACK: same stack as .1
+               syn("10.0.0.5", 64, 29200, LINUX, flags="A"),  # not a SYN: not fingerprinted
+               ETHER / IPv6(src="2001:db8::1", dst="2001:db8::2", hlim=64)  # hop limit as TTL
+               / TCP(flags="S", window=29200, options=LINUX)]
+    found = collect(batch_of(packets))["fingerprints"]
+    assert found["k_histogram"] == [{"k": 1, "hosts": 2}, {"k": 3, "hosts": 3}]
+
+
+def test_strict_output_fingerprints_collapse(tmp_path: Path) -> None:
+    # strict writes one TTL, buckets windows (64240 and 64000 -> 32768) and removes timestamps:
+    # the third stack becomes the second; the first still differs by its options
+    found = scrub(tmp_path, FINGERPRINTED, "strict")["fingerprints"]
+    assert found["original"]["unique"] == 1
+    assert (found["hosts"], found["unique"]) == (6, 0)
+    assert found["k_histogram"] == [{"k": 3, "hosts": 6}]
+    kept = scrub(tmp_path, FINGERPRINTED, "default")["fingerprints"]  # buckets only TTLs, all usual
+    assert kept["unique"] == 1
+
+
+def handshake(client: str, server: str, port: int) -> list[Packet]:
+    return [ETHER / IP(src=client, dst=server) / TCP(sport=50000, dport=port, flags="S"),
+            ETHER / IP(src=server, dst=client) / TCP(sport=port, dport=50000, flags="SA")]
+
+
+def test_hosts_serving_the_same_ports_hide_among_each_other() -> None:
+    packets = [*handshake("10.1.0.1", "10.2.0.1", 80), *handshake("10.1.0.1", "10.2.0.1", 443),
+               *handshake("10.1.0.2", "10.2.0.2", 443), *handshake("10.1.0.2", "10.2.0.2", 80),
+               *handshake("10.1.0.3", "10.2.0.3", 22),
+               ETHER / IP(src="10.1.0.1", dst="10.2.0.4") / TCP(sport=50001, dport=25, flags="S")]
+    found = collect(batch_of(packets))["services"]
+    assert (found["hosts"], found["unique"]) == (3, 1)  # {80, 443} twice, {22}; .4 never answered
+    assert found["k_histogram"] == [{"k": 1, "hosts": 1}, {"k": 2, "hosts": 2}]
+    assert found["original"] == {"hosts": 3, "unique": 1, "unique_fraction": 1 / 3}
+
+
+def test_a_udp_service_is_a_port_that_answers() -> None:
+    def udp(source: str, destination: str, sport: int, dport: int) -> Packet:
+        return ETHER / IP(src=source, dst=destination) / UDP(sport=sport, dport=dport)
+    packets = [udp("10.1.0.1", "10.2.0.1", 5000, 53), udp("10.2.0.1", "10.1.0.1", 53, 5000),
+               udp("10.1.0.1", "10.2.0.2", 5001, 53), udp("10.2.0.2", "10.1.0.1", 53, 5001),
+               udp("10.1.0.1", "10.2.0.3", 5002, 123), udp("10.2.0.3", "10.1.0.1", 123, 5002),
+               udp("10.1.0.1", "10.2.0.4", 5003, 161)]  # no reply: .4 serves nothing seen
+    found = collect(batch_of(packets), pair=False)["services"]
+    assert (found["hosts"], found["unique"]) == (3, 1)
+    assert found["original"] is None
+
+
+def test_strict_changes_service_profiles_only_where_ports_are_high(tmp_path: Path) -> None:
+    # strict buckets ports from 1024 up: 8080 and 8443 both become 1024, so two profiles merge
+    packets = [*handshake("10.1.0.1", "10.2.0.1", 8080), *handshake("10.1.0.1", "10.2.0.2", 8443),
+               *handshake("10.1.0.1", "10.2.0.3", 22)]
+    found = scrub(tmp_path, packets, "strict")["services"]
+    assert found["original"]["unique"] == 3
+    assert (found["hosts"], found["unique"]) == (3, 1)
+
+
+KNOWN = "10.1.2.3"
+
+
+def flipped(address: str, bit: int) -> str:
+    """`address` with bit `bit` (0 = most significant) flipped: their common prefix is `bit` bits."""
+    ip = ipaddress.ip_address(address)
+    return str(ipaddress.ip_address(int(ip) ^ (1 << (ip.max_prefixlen - 1 - bit))))
+
+
+def disclosure_packets() -> list[Packet]:
+    packets: list[Packet] = []
+    for bit in (8, 16, 24, 31):
+        packets += [ETHER / IP(src=flipped(KNOWN, bit), dst=KNOWN) / UDP()] * 2
+    for bit in (20, 64, 127):
+        packets.append(ETHER / IPv6(src=flipped("2001:db8::1", bit), dst="2001:db8::1") / UDP())
+    return packets
+
+
+def test_prefix_disclosure_reveals_the_common_prefix_with_known_hosts() -> None:
+    known = [packed(KNOWN), packed("2001:db8::1")]
+    found = collect(map_addresses(batch_of(disclosure_packets())), known=known)["prefix_disclosure"]
+    assert found["ipv4"] == {"known_hosts": 1, "hosts": 4, "mean_bits": 19.75, "median_bits": 20.0,
+                             "max_bits": 31, "histogram": [{"bits": b, "hosts": 1} for b in (8, 16, 24, 31)]}
+    assert found["ipv6"]["histogram"] == [{"bits": b, "hosts": 1} for b in (20, 64, 127)]
+    assert (found["ipv6"]["known_hosts"], found["ipv6"]["max_bits"]) == (1, 127)
+
+
+def test_without_the_original_the_busiest_hosts_are_the_known_ones() -> None:
+    batch = map_addresses(batch_of(disclosure_packets()))
+    anonymized = prepare([Frame(i, 0, bytes(out), len(out), 1) for i, out in enumerate(batch.data)],
+                         RunStats())  # what `report ANONYMIZED` feeds: the output as the frames
+    found = collect(anonymized, pair=False, known_hosts=1)["prefix_disclosure"]
+    assert found["ipv4"]["histogram"] == [{"bits": b, "hosts": 1} for b in (8, 16, 24, 31)]
+    assert found["ipv6"]["histogram"] == [{"bits": b, "hosts": 1} for b in (20, 64, 127)]
+    assert (found["ipv4"]["known_hosts"], found["ipv6"]["known_hosts"]) == (1, 1)
+
+
+def test_only_truly_revealed_bits_count_when_the_mapping_does_not_preserve_prefixes() -> None:
+    near, far = flipped(KNOWN, 24), flipped(KNOWN, 8)  # originals share 24 and 8 bits with KNOWN
+    mapping = {packed(KNOWN): packed("172.16.0.0"),
+               packed(near): packed(flipped("172.16.0.0", 4)),  # output shares 4: 4 bits right
+               packed(far): packed(flipped("172.16.0.0", 30)),  # output shares 30: only 8 right
+               packed("224.0.0.251"): packed("224.0.0.251")}  # multicast: no host
+    packets = [ETHER / IP(src=near, dst=KNOWN) / UDP(), ETHER / IP(src=far, dst=KNOWN) / UDP(),
+               ETHER / IP(src=KNOWN, dst="224.0.0.251") / UDP()]
+    found = collect(map_addresses(batch_of(packets), mapping), known_hosts=1)["prefix_disclosure"]
+    assert found["ipv4"]["histogram"] == [{"bits": 4, "hosts": 1}, {"bits": 8, "hosts": 1}]
+    assert found["ipv4"]["known_hosts"] == 1
+    assert found["ipv6"] == {"known_hosts": 0, "hosts": 0, "mean_bits": 0.0, "median_bits": 0.0,
+                             "max_bits": 0, "histogram": []}
+
+
+def stamped(source: str, ticks: int) -> Packet:
+    return (ETHER / IP(src=source, dst="192.0.2.99")
+            / TCP(sport=40000, dport=443, flags="A", options=[("Timestamp", (ticks, 0))]))
+
+
+def test_a_host_with_enough_timestamps_has_its_clock_skew_exposed() -> None:
+    start = (1 << 32) - 50_000  # the clock wraps 50 s into the capture
+    times = [round(i * 120 * SECOND / 39) for i in range(40)]  # 40 samples over 120 s
+    packets = [stamped("10.0.0.7", (start + math.floor(t * 1000 * (1 + 50e-6) / SECOND)) % (1 << 32))
+               for t in times]
+    packets += [stamped("10.0.0.8", 1000 + i * 30_000) for i in range(5)]  # 5 samples: too few
+    times += [i * 30 * SECOND for i in range(5)]
+    found = collect(batch_of(packets, times), pair=False)["clock_skew"]
+    assert (found["min_samples"], found["min_span_s"]) == (20, 60.0)
+    assert (found["hosts_with_timestamps"], found["exposed_hosts"]) == (2, 1)
+    host = found["hosts"][0]
+    assert (host["host"], host["samples"], host["span_s"]) == ("10.0.0.7", 40, 120.0)
+    assert abs(host["skew_ppm"] - 50) < 3
+
+
+def test_strict_removes_timestamps_and_with_them_the_clock(tmp_path: Path) -> None:
+    packets = [stamped("10.0.0.7", 3000 * i) for i in range(30)]  # 1000 Hz, 87 s
+    for i, packet in enumerate(packets):
+        packet.time = 3 * i
+    assert scrub(tmp_path, packets, "default")["clock_skew"]["exposed_hosts"] == 1  # renumbered only
+    found = scrub(tmp_path, packets, "strict")["clock_skew"]
+    assert (found["hosts_with_timestamps"], found["exposed_hosts"]) == (0, 0)
+
+
+def sweep(source: str, targets: list[str]) -> list[Packet]:
+    return [ETHER / IP(src=source, dst=t) / TCP(sport=33000, dport=22, flags="S") for t in targets]
+
+
+def scan_packets() -> list[Packet]:
+    chosen = random.Random(5).sample(range(1, 1 << 16), 40)
+    packets = sweep("10.9.0.1", [f"10.0.0.{i}" for i in range(1, 65)])
+    packets += sweep("10.9.0.2", [f"10.20.{n >> 8}.{n & 255}" for n in chosen])
+    packets += sweep("10.9.0.3", [f"10.30.0.{i}" for i in range(1, 32)])  # 31 targets: no sweep
+    packets += [ETHER / IP(src="10.9.0.4", dst=f"10.50.0.{i}") / ICMP(type=8) for i in range(1, 41)]
+    # answers contact no one: a server's SYN/ACKs and a host's echo replies to 40 others
+    packets += [ETHER / IP(src="10.0.0.5", dst=f"10.40.0.{i}") / TCP(flags="SA") for i in range(40)]
+    return packets + [ETHER / IP(src="10.0.0.6", dst=f"10.40.1.{i}") / ICMP(type=0) for i in range(40)]
+
+
+def test_a_sequential_sweep_reveals_the_range_it_swept() -> None:
+    found = collect(map_addresses(batch_of(scan_packets())))["scans"]
+    anonymized = [str(ipaddress.ip_address(CryptoPAn(KEY).encrypt([packed(a)])[0]))
+                  for a in ("10.9.0.1", "10.9.0.2", "10.9.0.4")]
+    assert (found["min_targets"], found["sweeps"], found["addresses_exposed"]) == (32, 3, 104)
+    assert found["details"] == [{"source": anonymized[0], "targets": 64, "sequential_in_original": True},
+                                {"source": anonymized[1], "targets": 40, "sequential_in_original": False},
+                                {"source": anonymized[2], "targets": 40, "sequential_in_original": True}]
+
+
+def test_without_the_original_every_sweep_counts_as_exposed() -> None:
+    found = collect(batch_of(scan_packets()), pair=False)["scans"]
+    assert (found["sweeps"], found["addresses_exposed"]) == (3, 144)
+    assert [d["sequential_in_original"] for d in found["details"]] == [None, None, None]
+
+
+def sensor_and_noise(period_ns: int) -> list[Packet]:
+    """A sensor reporting every `period_ns` (60 reports) among random traffic of other hosts."""
+    draw = random.Random(11)
+    timed = [(i * period_ns, ETHER / IP(src="10.5.0.1", dst="10.5.0.2") / UDP(sport=5000, dport=7000))
+             for i in range(60)]
+    for talker in range(3):
+        t = 0.0
+        for _ in range(20):
+            t += draw.expovariate(1 / (period_ns * 3))
+            timed.append((int(t), ETHER / IP(src=f"10.6.0.{talker}", dst="10.7.0.1") / UDP(dport=9)))
+    timed.sort(key=lambda item: item[0])
+    for t, packet in timed:
+        packet.time = t / SECOND
+    return [packet for _, packet in timed]
+
+
+def test_a_periodic_sensor_survives_exact_times(tmp_path: Path) -> None:
+    found = scrub(tmp_path, sensor_and_noise(50_000_000), "default")["timing"]
+    assert found["interarrival_correlation"] == 1.0  # default keeps times exactly
+    assert (found["periodic_original"], found["periodic_anonymized"]) == (1, 1)
+    assert (found["periodic_masked"], found["periodic_exposed"]) == (0, 1)
+    (flow,) = found["flows"]
+    assert flow["period_s"] == 0.05 and flow["original_cv"] == 0.0 and flow["anonymized_cv"] == 0.0
+    assert flow["masked"] is False
+    assert flow["flow"].startswith("17 ") and "10.5.0." not in flow["flow"]  # named in output terms
+
+
+def test_strict_noise_masks_a_fast_period(tmp_path: Path) -> None:
+    # 10 ms Laplace noise on each time: interval std about 2 * 10 ms, CV about 0.4 on 50 ms
+    found = scrub(tmp_path, sensor_and_noise(50_000_000), "strict")["timing"]
+    assert (found["periodic_original"], found["periodic_anonymized"]) == (1, 0)
+    assert (found["periodic_masked"], found["periodic_exposed"]) == (1, 0)
+    (flow,) = found["flows"]
+    assert flow["masked"] is True and flow["original_cv"] == 0.0 and flow["anonymized_cv"] > 0.1
+    assert found["interarrival_correlation"] < 1.0
+
+
+def test_without_the_original_periodicity_is_judged_on_the_output() -> None:
+    packets = sensor_and_noise(1_000_000_000)
+    found = collect(batch_of(packets, [round(float(p.time) * SECOND) for p in packets]), pair=False)["timing"]
+    assert found["interarrival_correlation"] is None
+    assert (found["periodic_original"], found["periodic_masked"]) == (None, None)
+    assert (found["periodic_anonymized"], found["periodic_exposed"]) == (1, 1)
+    assert found["flows"] == [{"flow": "17 10.5.0.1 > 10.5.0.2:7000", "period_s": 1.0, "original_cv": None,
+                               "anonymized_cv": 0.0, "masked": None}]
+
+
+def test_a_missed_report_does_not_hide_a_period() -> None:
+    # 31 reports 1 s apart but one missing: 29 intervals of 1 s and one of 2 s (CV 0.17 if counted)
+    times = [i * SECOND for i in range(32) if i != 16]
+    packets = [ETHER / IP(src="10.5.0.1", dst="10.5.0.2") / UDP(sport=5000, dport=7000)] * len(times)
+    found = collect(batch_of(packets, times), pair=False)["timing"]
+    assert found["periodic_exposed"] == 1
+    assert found["flows"][0]["period_s"] == 1.0 and found["flows"][0]["anonymized_cv"] == 0.0
+
+
+def test_interarrival_correlation_of_written_frames() -> None:
+    packets = [ETHER / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()] * 5
+    batch = batch_of(packets, [0, 1, 3, 6, 10])
+    batch.ts_ns[:] = [0, 10, 20, 30, 40]
+    batch.drop(2, "test")
+    # written frames 0, 1, 3, 4: original intervals 1, 5, 4 against output intervals 10, 20, 10
+    expected = 150 / math.sqrt(78 * 600)  # sums of deviation products and squares, times 9
+    assert math.isclose(collect(batch)["timing"]["interarrival_correlation"], expected)
+    reversed_times = batch_of(packets[:4], [0, 1, 3, 6])
+    reversed_times.ts_ns[:] = [0, 3, 5, 6]  # intervals 1, 2, 3 against 3, 2, 1
+    assert collect(reversed_times)["timing"]["interarrival_correlation"] == -1.0
+    assert collect(batch_of(packets[:2]))["timing"]["interarrival_correlation"] is None
