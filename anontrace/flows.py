@@ -12,17 +12,19 @@ import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from anontrace.packet.batch import Batch
 from anontrace.packet.layers import Layers
 
 PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
 PORTED = frozenset({"tcp", "udp"})
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class FiveTuple:
+class FiveTuple(NamedTuple):
     """Protocol number, source address and port, destination address and port (ports are 0
-    for protocols without them). Addresses are packed bytes: 4 for IPv4, 16 for IPv6."""
+    for protocols without them). Addresses are packed bytes: 4 for IPv4, 16 for IPv6. A named
+    tuple, because every frame hashes and compares a few of them."""
 
     protocol: int
     source: bytes
@@ -36,8 +38,9 @@ class FiveTuple:
 
     def canonical(self) -> FiveTuple:
         """The same key for both directions."""
-        back = self.reversed()
-        return min(self, back)
+        if (self.source, self.source_port) <= (self.destination, self.destination_port):
+            return self
+        return self.reversed()
 
     def text(self) -> tuple[str, str, str, str, str]:
         return (str(self.protocol), str(ipaddress.ip_address(self.source)), str(self.source_port),
@@ -47,9 +50,9 @@ class FiveTuple:
 def five_tuple(data: bytes | bytearray, layers: Layers) -> FiveTuple | None:
     """The 5-tuple of the outermost IPv4/IPv6 datagram of a frame (not of an ICMP error's quoted
     packet), or None when the frame has no IP header with both addresses present."""
-    outer = [h for h in layers.headers if not h.quoted]
-    for position, header in enumerate(outer):
-        if header.kind not in ("ipv4", "ipv6"):
+    headers = layers.headers
+    for position, header in enumerate(headers):
+        if header.kind not in ("ipv4", "ipv6") or header.quoted:
             continue
         size, at = (4, 12) if header.kind == "ipv4" else (16, 8)
         start = header.offset + at
@@ -57,7 +60,7 @@ def five_tuple(data: bytes | bytearray, layers: Layers) -> FiveTuple | None:
             return None
         source = bytes(data[start:start + size])
         destination = bytes(data[start + size:start + 2 * size])
-        following = outer[position + 1] if position + 1 < len(outer) else None
+        following = next((h for h in headers[position + 1:] if not h.quoted), None)
         if following is not None and following.kind in PROTOCOL_NUMBERS:
             protocol = PROTOCOL_NUMBERS[following.kind]
             ports = (0, 0)
@@ -68,6 +71,27 @@ def five_tuple(data: bytes | bytearray, layers: Layers) -> FiveTuple | None:
             ports = (0, 0)
         return FiveTuple(protocol, source, ports[0], destination, ports[1])
     return None
+
+
+def original_keys(batch: Batch) -> list[FiveTuple | None]:
+    """The 5-tuple of each ORIGINAL frame of a batch, computed once and shared by every observer."""
+    keys: list[FiveTuple | None] | None = batch.memo.get("original_keys")
+    if keys is None:
+        keys = batch.memo["original_keys"] = [
+            five_tuple(frame.data, layers) if layers.headers else None
+            for frame, layers in zip(batch.frames, batch.layers, strict=True)]
+    return keys
+
+
+def output_keys(batch: Batch) -> list[FiveTuple | None]:
+    """The 5-tuple of each OUTPUT frame of a batch (None for dropped frames), computed once."""
+    keys: list[FiveTuple | None] | None = batch.memo.get("output_keys")
+    if keys is None:
+        dropped = batch.dropped
+        keys = batch.memo["output_keys"] = [
+            None if position in dropped or not layers.headers else five_tuple(out, layers)
+            for position, (out, layers) in enumerate(zip(batch.data, batch.layers, strict=True))]
+    return keys
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from anontrace.errors import UsageError
-from anontrace.flows import PORTED, PROTOCOL_NUMBERS, FiveTuple, FlowTable, five_tuple
+from anontrace.flows import PORTED, PROTOCOL_NUMBERS, FiveTuple, FlowTable, original_keys, output_keys
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import NS_PER_SECOND
 from anontrace.packet.layers import Layers
@@ -198,12 +198,11 @@ class Labeling:
 
     def label(self, batch: Batch) -> list[str | None]:
         labels: list[str | None] = []
-        for frame, layers in zip(batch.frames, batch.layers, strict=True):
+        keys = original_keys(batch) if self.truth is not None else [None] * len(batch)
+        for frame, layers, key in zip(batch.frames, batch.layers, keys, strict=True):
             found = None
-            if self.truth is not None and layers.headers:
-                key = five_tuple(frame.data, layers)
-                if key is not None:
-                    found = self.truth.match(key, frame.ts_ns)
+            if self.truth is not None and key is not None:
+                found = self.truth.match(key, frame.ts_ns)
             if found is None and self.rules is not None:
                 found = self.rules.label(frame.data, layers)
             labels.append(found)
@@ -229,14 +228,13 @@ class LabelRecorder:
         self.frames = 0  # frames written so far
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
-        for position, (frame, layers, out) in enumerate(zip(batch.frames, batch.layers, batch.data,
-                                                            strict=True)):
+        keys = output_keys(batch)
+        for position, (frame, key) in enumerate(zip(batch.frames, keys, strict=True)):
             if position in batch.dropped:
                 continue
             self.frames += 1
             label = labels[position]
             ts_ns = batch.ts_ns[position]
-            key = five_tuple(out, layers) if layers.headers else None
             if key is not None:
                 self.flows.add(key, ts_ns, frame.wirelen, label)
             if label is not None:

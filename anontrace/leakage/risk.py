@@ -22,7 +22,7 @@ from fractions import Fraction
 from itertools import pairwise
 from typing import Any
 
-from anontrace.flows import FiveTuple, five_tuple
+from anontrace.flows import FiveTuple, original_keys, output_keys
 from anontrace.packet.batch import Batch
 from anontrace.packet.layers import Header, Layers
 
@@ -236,9 +236,11 @@ class RiskCollector:
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
         pair, dropped = self.pair, batch.dropped
+        befores = original_keys(batch) if pair else [None] * len(batch)
+        afters = output_keys(batch)
         for position, (frame, layers) in enumerate(zip(batch.frames, batch.layers, strict=True)):
             found = _transport(layers)
-            before = five_tuple(frame.data, layers) if pair else None
+            before = befores[position]
             timed = None
             if before is not None:
                 self.original.add(frame.data, before, found)
@@ -248,7 +250,7 @@ class RiskCollector:
                 continue
             out, ts_ns = batch.data[position], batch.ts_ns[position]
             self._interarrival(frame.ts_ns, ts_ns)
-            after = five_tuple(out, layers)
+            after = afters[position]
             if after is None:
                 continue
             self._output(out, ts_ns, after, before, found)

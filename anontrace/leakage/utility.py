@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from anontrace.flows import FlowTable, five_tuple
+from anontrace.flows import FlowTable, original_keys, output_keys
 from anontrace.packet.batch import Batch
 
 NS_PER_SECOND = 1_000_000_000
@@ -32,17 +32,13 @@ class UtilityCollector:
         self.anonymized = FlowTable()
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
-        dropped = batch.dropped
-        for position, (frame, layers) in enumerate(zip(batch.frames, batch.layers, strict=True)):
-            if self.pair:
-                key = five_tuple(frame.data, layers)
+        if self.pair:
+            for frame, key in zip(batch.frames, original_keys(batch), strict=True):
                 if key is not None:
                     self.original.add(key, frame.ts_ns, frame.wirelen)
-            if position in dropped:
-                continue
-            key = five_tuple(batch.data[position], layers)
-            if key is not None:
-                self.anonymized.add(key, batch.ts_ns[position], frame.wirelen)
+        for frame, key, ts_ns in zip(batch.frames, output_keys(batch), batch.ts_ns, strict=True):
+            if key is not None:  # None for dropped frames too
+                self.anonymized.add(key, ts_ns, frame.wirelen)
 
     def result(self) -> dict[str, Any]:
         """The report's `utility` section."""

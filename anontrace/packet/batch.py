@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from anontrace.packet.frame import Frame
 from anontrace.packet.layers import Layers
@@ -25,6 +26,7 @@ class Batch:
     dropped: dict[int, str] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     cut: Counter[str] = field(default_factory=Counter)  # frames a transform cut short, by reason
+    memo: dict[str, Any] = field(default_factory=dict)  # what observers compute once and share
 
     def drop(self, position: int, reason: str) -> None:
         """Leave frame `position` out of the output, counted under `reason`."""

@@ -1,23 +1,22 @@
-"""Residual identifiers: a leak planted in each channel is found exactly where it was put; a
-scrubbed trace has none; kept identifiers are counted apart; findings are capped."""
+"""Residual identifiers: the collector and its first sightings, the keep predicates, and the
+section `scan` builds: its shape, kept identifiers counted apart, findings capped; a scrubbed
+trace has none."""
 
 from __future__ import annotations
 
 import gzip
 import ipaddress
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.dns import DNS, DNSQR, DNSRROPT, EDNS0ClientSubnet
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
-from scapy.packet import Packet, Raw
+from scapy.packet import Packet
 
 from anontrace.crypto.macs import MacMapper
 from anontrace.crypto.mapping import AddressMapper
@@ -27,7 +26,6 @@ from anontrace.leakage.residual import (
     PUBLIC,
     IdentifierCollector,
     Sighting,
-    file_metadata,
     identifying_part,
     kept_by_mappers,
     scan,
@@ -38,124 +36,34 @@ from anontrace.rules.compile import read_rules
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 from anontrace.transforms.names import NamesConfig
-from tests.helpers import make_batch, write_pcap
+from tests.helpers import write_pcap
+from tests.leakage.residual_traces import (
+    BROADCAST,
+    DNS_NAME,
+    FRESH_IP,
+    FRESH_MAC,
+    HOST_NAME,
+    IP_A,
+    IP_B,
+    IPV6_B,
+    LINK_LOCAL,
+    MAC_A,
+    MAC_B,
+    MAC_C,
+    OTHER_IP,
+    OTHER_MAC,
+    PLANTS,
+    collector_of,
+    fresh,
+    original_packets,
+)
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 KEY = Key(bytes(range(32)))
 
-MAC_A, MAC_B = "00:1a:2b:3c:4d:5e", "00:1a:2b:99:88:77"
-MAC_C = "00:1a:2b:c0:ff:ee"  # only inside the EUI-64 interface id of LINK_LOCAL
-LINK_LOCAL = "fe80::21a:2bff:fec0:ffee"
-IP_A, IP_B, IPV6_B = "10.1.2.3", "10.9.8.7", "2001:db8:1::b"
-HOST_NAME, DNS_NAME = "laptop-alice", "printer.corp.example"
-BROADCAST = "ff:ff:ff:ff:ff:ff"
-FRESH_MAC, OTHER_MAC = "02:99:99:10:20:30", "02:99:99:40:50:60"  # never in the original
-FRESH_IP, OTHER_IP = "198.51.100.1", "198.51.100.2"
-HEADERS = 14 + 20 + 8  # Ethernet, IPv4, UDP: where a UDP payload starts
 
-
-def original_packets() -> list[Packet]:
-    """The original trace: every identifier the planted leaks use, and some kept ones."""
-    return [
-        # 1: a frame whose only secret identifier is IP_A (the others are kept or all zero)
-        Ether(src="00:00:00:00:00:00", dst=BROADCAST) / IP(src=IP_A, dst="255.255.255.255")
-        / UDP(sport=5000, dport=5001),
-        # 2: a DNS query
-        Ether(src=MAC_A, dst=MAC_B) / IP(src=IP_A, dst=IP_B) / UDP(sport=3333, dport=53)
-        / DNS(rd=1, qd=DNSQR(qname=DNS_NAME)),
-        # 3: IPv6 from an EUI-64 address
-        Ether(src=MAC_A, dst=MAC_B) / IPv6(src=LINK_LOCAL, dst=IPV6_B) / ICMPv6EchoRequest(),
-        # 4: DHCP discover with a host name
-        Ether(src=MAC_A, dst=BROADCAST) / IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
-        / BOOTP(chaddr=bytes.fromhex(MAC_A.replace(":", "")))
-        / DHCP(options=[("message-type", "discover"), ("hostname", HOST_NAME), "end"]),
-        # 5: mDNS: multicast addresses and a service name, all kept
-        Ether(src=MAC_B, dst="01:00:5e:00:00:fb") / IP(src=IP_B, dst="224.0.0.251")
-        / UDP(sport=5353, dport=5353) / DNS(qd=DNSQR(qname="_ipp._tcp.local", qtype="PTR")),
-    ]
-
-
-def collector_of(packets: list[Packet]) -> IdentifierCollector:
-    collector = IdentifierCollector()
-    collector.observe(make_batch([bytes(p) for p in packets]), [None] * len(packets))
-    return collector
-
-
-def fresh(payload: bytes) -> Packet:
-    """A UDP frame between addresses the original never had, carrying `payload`."""
-    return Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP) / UDP(sport=40000, dport=9) \
-        / Raw(payload)
-
-
-def eui64_of(mac: str) -> str:
-    raw = bytes.fromhex(mac.replace(":", ""))
-    iid = bytes([raw[0] ^ 2]) + raw[1:3] + b"\xff\xfe" + raw[3:]
-    return ":".join(iid[i:i + 2].hex() for i in range(0, 8, 2))
-
-
-# Each planted frame of the anonymized trace, with the one finding it must give:
-# (kind, value, encoding, offset in the frame).
-PLANTS: list[tuple[str, Packet, tuple[str, str, str, int]]] = [
-    ("ipv4 header (frame copied unmodified)", original_packets()[0], ("ipv4", IP_A, "binary", 26)),
-    ("ipv4 dotted text", fresh(b"from " + IP_A.encode() + b";"), ("ipv4", IP_A, "text", HEADERS + 5)),
-    ("ipv6 binary", fresh(b"xx" + ipaddress.IPv6Address(IPV6_B).packed),
-     ("ipv6", IPV6_B, "binary", HEADERS + 2)),
-    ("ipv6 compressed text", fresh(b"to [2001:DB8:1::B]"), ("ipv6", IPV6_B, "text", HEADERS + 4)),
-    ("ipv6 exploded text", fresh(b"=" + ipaddress.IPv6Address(IPV6_B).exploded.upper().encode() + b"."),
-     ("ipv6", IPV6_B, "text", HEADERS + 1)),
-    ("ip6.arpa text", fresh(b"ptr " + ".".join(ipaddress.IPv6Address(IPV6_B).exploded.replace(":", "")[::-1])
-                           .encode() + b".IP6.ARPA."), ("ipv6", IPV6_B, "reverse-dns", HEADERS + 4)),
-    ("mac in ethernet header", Ether(src=MAC_A, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP)
-     / UDP(sport=40000, dport=9), ("mac", MAC_A, "binary", 6)),
-    ("mac text with dashes", fresh(b"mac=00-1A-2B-99-88-77."), ("mac", MAC_B, "text", HEADERS + 4)),
-    ("mac text, cisco style", fresh(b"[001A.2B3C.4D5E]"), ("mac", MAC_A, "text", HEADERS + 1)),
-    ("eui-64 interface id", Ether(src=FRESH_MAC, dst=OTHER_MAC)
-     / IPv6(src="2001:db8:ffff::" + eui64_of(MAC_C), dst="2001:db8:ffff::2") / ICMPv6EchoRequest(),
-     ("mac", MAC_C, "eui64", 14 + 8 + 8)),
-    ("in-addr.arpa text", fresh(b"ptr 3.2.1.10.in-addr.arpa"), ("ipv4", IP_A, "reverse-dns", HEADERS + 4)),
-    ("in-addr.arpa dns wire", Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP)
-     / UDP(sport=40000, dport=53) / DNS(rd=1, qd=DNSQR(qname="7.8.9.10.in-addr.arpa", qtype="PTR")),
-     ("ipv4", IP_B, "reverse-dns", HEADERS + 12)),
-    ("dns name text", fresh(b"GET http://Printer.Corp.Example/"), ("name", DNS_NAME, "text", HEADERS + 11)),
-    ("dns name wire", Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP)
-     / UDP(sport=40000, dport=53) / DNS(rd=1, qd=DNSQR(qname=DNS_NAME)),
-     ("name", DNS_NAME, "dns-wire", HEADERS + 12)),
-    ("dhcp host name text", fresh(b"client " + HOST_NAME.upper().encode() + b"3"),
-     ("name", HOST_NAME, "text", HEADERS + 7)),
-    ("dhcp host name as dns wire (and text inside it, counted once)", Ether(src=FRESH_MAC, dst=OTHER_MAC)
-     / IP(src=FRESH_IP, dst=OTHER_IP) / UDP(sport=40000, dport=53)
-     / DNS(rd=1, qd=DNSQR(qname=HOST_NAME + ".lan")),
-     ("name", HOST_NAME, "dns-wire", HEADERS + 12)),
-]
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    path = write_pcap(tmp_path_factory.mktemp("residual") / "planted.pcap", [p for _, p, _ in PLANTS])
-    return path, scan(str(path), collector_of(original_packets()))
-
-
-@pytest.mark.parametrize("number", range(1, len(PLANTS) + 1), ids=[name for name, _, _ in PLANTS])
-def test_a_leak_planted_in_each_channel_is_found_where_it_is(
-        planted: tuple[Path, dict[str, Any]], number: int) -> None:
-    path, residual = planted
-    kind, value, encoding, offset = PLANTS[number - 1][2]
-    found = [(f["kind"], f["value"], f["encoding"], f["offset"], f["file"])
-             for f in residual["findings"] if f["frame"] == number]
-    assert found == [(kind, value, encoding, offset, str(path))]
-
-
-def test_nothing_but_the_planted_leaks_is_found(planted: tuple[Path, dict[str, Any]]) -> None:
-    residual = planted[1]
-    assert residual["total"] == len(PLANTS) == len(residual["findings"])
-    assert residual["findings_truncated"] is False
-    assert residual["distinct"] == len({(k, v) for _, _, (k, v, _, _) in PLANTS})
-    assert residual["by_encoding"] == {"binary": 3, "text": 7, "reverse-dns": 3, "eui64": 1, "dns-wire": 2,
-                                       "metadata": 0}
-    assert residual["by_kind"] == {"ipv4": 4, "ipv6": 4, "mac": 4, "name": 4}
-    # broadcast MAC and 255.255.255.255 in the copied frame, "0.0.0.0" inside the ip6.arpa name;
-    # the all-zero MAC is not looked for in binary (zero runs are everywhere)
-    assert residual["kept_by_rule"] == 3
+# ------------------------------------------------------------------------------------------
+# The section of the planted trace (tests/leakage/residual_traces.py)
 
 
 def test_the_section_has_the_report_schema_shape(planted: tuple[Path, dict[str, Any]]) -> None:
@@ -182,55 +90,7 @@ def test_a_compressed_capture_is_scanned_alike(planted: tuple[Path, dict[str, An
 
 
 # ------------------------------------------------------------------------------------------
-# pcapng metadata
-
-
-def option(code: int, value: bytes) -> bytes:
-    return struct.pack("<HH", code, len(value)) + value + b"\0" * (-len(value) % 4)
-
-
-def block(kind: int, body: bytes) -> bytes:
-    return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
-
-
-def test_pcapng_comments_and_interface_options_are_scanned(tmp_path: Path) -> None:
-    """A pcapng written by hand: an interface named and described with original identifiers,
-    and a frame (clean itself) whose comment names a host."""
-    description = b"uplink to " + IP_B.encode()
-    mac = bytes.fromhex(MAC_A.replace(":", ""))
-    comment = b"seen from " + HOST_NAME.encode()
-    shb = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
-    idb_options = option(2, b"eth0") + option(3, description) + option(6, mac) + option(0, b"")
-    idb = block(1, struct.pack("<HHI", 1, 0, 65535) + idb_options)
-    frame = bytes(fresh(b"nothing"))
-    data = frame + b"\0" * (-len(frame) % 4)
-    epb = block(6, struct.pack("<IIIII", 0, 0, 1000, len(frame), len(frame)) + data
-                + option(1, comment) + option(0, b""))
-    path = tmp_path / "metadata.pcapng"
-    path.write_bytes(shb + idb + epb)
-    idb_values = len(shb) + 8 + 8  # the IDB's header and fixed fields
-    description_at = idb_values + len(option(2, b"eth0")) + 4
-    mac_at = description_at - 4 + len(option(3, description)) + 4
-    comment_at = len(shb) + len(idb) + 8 + 20 + len(data) + 4
-
-    residual = scan(str(path), collector_of(original_packets()))
-
-    found = [(f["kind"], f["value"], f["encoding"], f["frame"], f["offset"]) for f in residual["findings"]]
-    assert found == [
-        ("ipv4", IP_B, "metadata", None, description_at + description.find(IP_B.encode())),
-        ("mac", MAC_A, "metadata", None, mac_at),
-        ("name", HOST_NAME, "metadata", None, comment_at + comment.find(HOST_NAME.encode())),
-    ]
-    assert residual["by_encoding"]["metadata"] == 3 and residual["total"] == 3
-
-
-def test_file_metadata_is_what_lies_outside_frames(tmp_path: Path) -> None:
-    path = write_pcap(tmp_path / "plain.pcap", [fresh(IP_A.encode())])
-    assert list(file_metadata(str(path))) == [(8, bytes(8))]  # a pcap header's time zone and accuracy
-
-
-# ------------------------------------------------------------------------------------------
-# What counts: kept identifiers, chance matches, the cap
+# What counts: kept identifiers, the cap
 
 
 def test_kept_identifiers_count_apart(tmp_path: Path) -> None:
@@ -261,37 +121,14 @@ def test_names_kept_by_the_runs_names_settings(tmp_path: Path) -> None:
     packets: list[Packet] = [
         Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP) / UDP(sport=1000, dport=53)
         / DNS(qd=DNSQR(qname=name)) for name in ("corp.example", DNS_NAME)]
-    labels_kept = collector_of_with(packets, NamesConfig(keep_labels=("corp",)))
+    labels_kept = collector_of(packets, NamesConfig(keep_labels=("corp",)))
     assert set(labels_kept.names) == {DNS_NAME.encode()}  # "corp" and the last label stay
     assert set(collector_of(packets).names) == {b"corp.example", DNS_NAME.encode()}
     path = write_pcap(tmp_path / "names.pcap", packets)
-    keeping = collector_of_with(packets, NamesConfig(policy="keep"))
+    keeping = collector_of(packets, NamesConfig(policy="keep"))
     everything = scan(str(path), keeping, kept=lambda raw: True)
     assert everything["total"] == 0
     assert everything["kept_by_rule"] == len(labels_kept.addresses) + 2
-
-
-def collector_of_with(packets: list[Packet], names: NamesConfig) -> IdentifierCollector:
-    collector = IdentifierCollector(names)
-    collector.observe(make_batch([bytes(p) for p in packets]), [None] * len(packets))
-    return collector
-
-
-def test_numbers_that_equal_an_address_are_not_leaks(tmp_path: Path) -> None:
-    """IP_A's 4 bytes as a TCP sequence number, and straddling two fresh addresses: chance."""
-    sequence = int(ipaddress.IPv4Address(IP_A))
-    tcp = (Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP)
-           / TCP(sport=1, dport=2, seq=sequence))
-    straddle = (Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src="192.0.2.10", dst="1.2.3.4")
-                / UDP(sport=1, dport=2))
-    collector = collector_of(original_packets())
-    # an identifier made of the last bytes of one address and the first of the next
-    collector.addresses[bytes([2, 10, 1, 2])] = Sighting(1, "test")
-    path = write_pcap(tmp_path / "numbers.pcap", [tcp, straddle])
-    assert bytes([10, 1, 2, 3]) in bytes(tcp) and bytes([2, 10, 1, 2]) in bytes(straddle)
-    assert scan(str(path), collector)["total"] == 0
-    copied = write_pcap(tmp_path / "copied.pcap", [fresh(bytes([10, 1, 2, 3]))])
-    assert scan(str(copied), collector)["total"] == 1  # the same bytes in a payload do count
 
 
 def test_findings_are_capped_but_all_counted(planted: tuple[Path, dict[str, Any]]) -> None:
@@ -439,4 +276,3 @@ def test_kept_by_mappers_keeps_what_the_mappings_leave_alone() -> None:
     kept = kept_by_mappers(ip, MacMapper(KEY.secret))
     assert kept(_raw("224.0.0.251")) and kept(_raw(BROADCAST)) and kept(_raw("00:00:00:00:00:00"))
     assert not kept(_raw(IP_A)) and not kept(_raw(MAC_A)) and not kept(_raw(IPV6_B))
-

@@ -1,0 +1,66 @@
+"""The search: a leak planted in each channel is found exactly where it was put, once, in its
+most specific encoding; bytes that merely equal an address in numeric fields are not leaks."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+from anontrace.leakage.residual import Sighting, scan
+from tests.helpers import write_pcap
+from tests.leakage.residual_traces import (
+    FRESH_IP,
+    FRESH_MAC,
+    IP_A,
+    OTHER_IP,
+    OTHER_MAC,
+    PLANTS,
+    collector_of,
+    fresh,
+    original_packets,
+)
+
+
+@pytest.mark.parametrize("number", range(1, len(PLANTS) + 1), ids=[name for name, _, _ in PLANTS])
+def test_a_leak_planted_in_each_channel_is_found_where_it_is(
+        planted: tuple[Path, dict[str, Any]], number: int) -> None:
+    path, residual = planted
+    kind, value, encoding, offset = PLANTS[number - 1][2]
+    found = [(f["kind"], f["value"], f["encoding"], f["offset"], f["file"])
+             for f in residual["findings"] if f["frame"] == number]
+    assert found == [(kind, value, encoding, offset, str(path))]
+
+
+def test_nothing_but_the_planted_leaks_is_found(planted: tuple[Path, dict[str, Any]]) -> None:
+    residual = planted[1]
+    assert residual["total"] == len(PLANTS) == len(residual["findings"])
+    assert residual["findings_truncated"] is False
+    assert residual["distinct"] == len({(k, v) for _, _, (k, v, _, _) in PLANTS})
+    assert residual["by_encoding"] == {"binary": 3, "text": 7, "reverse-dns": 3, "eui64": 1, "dns-wire": 2,
+                                       "metadata": 0}
+    assert residual["by_kind"] == {"ipv4": 4, "ipv6": 4, "mac": 4, "name": 4}
+    # broadcast MAC and 255.255.255.255 in the copied frame, "0.0.0.0" inside the ip6.arpa name;
+    # the all-zero MAC is not looked for in binary (zero runs are everywhere)
+    assert residual["kept_by_rule"] == 3
+
+
+def test_numbers_that_equal_an_address_are_not_leaks(tmp_path: Path) -> None:
+    """IP_A's 4 bytes as a TCP sequence number, and straddling two fresh addresses: chance."""
+    sequence = int(ipaddress.IPv4Address(IP_A))
+    tcp = (Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=FRESH_IP, dst=OTHER_IP)
+           / TCP(sport=1, dport=2, seq=sequence))
+    straddle = (Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src="192.0.2.10", dst="1.2.3.4")
+                / UDP(sport=1, dport=2))
+    collector = collector_of(original_packets())
+    # an identifier made of the last bytes of one address and the first of the next
+    collector.addresses[bytes([2, 10, 1, 2])] = Sighting(1, "test")
+    path = write_pcap(tmp_path / "numbers.pcap", [tcp, straddle])
+    assert bytes([10, 1, 2, 3]) in bytes(tcp) and bytes([2, 10, 1, 2]) in bytes(straddle)
+    assert scan(str(path), collector)["total"] == 0
+    copied = write_pcap(tmp_path / "copied.pcap", [fresh(bytes([10, 1, 2, 3]))])
+    assert scan(str(copied), collector)["total"] == 1  # the same bytes in a payload do count
