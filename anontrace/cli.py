@@ -45,7 +45,7 @@ from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.audit import RANK, audit, exit_code, render_json, render_sarif, render_text
 from anontrace.rules.compile import read_rules
 from anontrace.rules.schema import reference, schema
-from anontrace.scrub import Bundle, plan, scrub
+from anontrace.scrub import Bundle, Written, check_report_path, plan, scrub
 from anontrace.signing import load_signing_key, write_signing_key
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
@@ -150,6 +150,7 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
         if report_path is not None and len(tasks) > 1:
             raise UsageError("--report", "several outputs have several reports",
                              "leave --report out: each report goes beside its trace")
+        check_report_path(report_path)
         bundle = Bundle(truth=GroundTruth.read(labels_from) if labels_from else None,
                         report=report_path, gates=tuple(parse_gate(g) for g in fail_on),
                         known=tuple(_ip(a, "--known") for a in known),
@@ -167,6 +168,7 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
             click.echo(json.dumps(summary_json(result), indent=2))
         if not quiet:
             summary_table(result)
+            _report_summaries(result.written)
         for line in result.unmatched_rows[:20]:
             click.echo(f"anontrace: {labels_from}:{line}: label row matched no frame", err=True)
         if len(result.unmatched_rows) > 20:
@@ -178,6 +180,17 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
             raise LeakGateError(", ".join(w.task.target for w in withheld),
                                 f"withheld: the leakage report failed its gates ({failed})",
                                 "see the report beside the output; the trace was not published")
+
+
+def _report_summaries(written: list[Written]) -> None:
+    """The leakage report's summary on stderr: in full for one trace, one verdict line each for
+    several (a directory of captures would otherwise scroll by in summaries)."""
+    if len(written) == 1:
+        report_summary(written[0].report, Console(stderr=True))
+        return
+    for trace in written:
+        verdict = "PASSED" if trace.report["passed"] else f"FAILED ({_failed_gates(trace.report)})"
+        click.echo(f"anontrace: {trace.task.target}: leakage report {verdict}", err=True)
 
 
 def _failed_gates(report: dict[str, Any]) -> str:
@@ -202,10 +215,18 @@ def keygen_command(ctx: click.Context, output: Path, shares: int | None, thresho
             raise UsageError("--shares", "--shares and --threshold go together")
         key = generate()
         pieces = split_key(key, shares, threshold) if shares and threshold else []
-        write_key_file(output, key, force=force)
+        # Shares first: they are never overwritten, so a key (or, with --force, the key it
+        # replaces) is written only once its shares are; a key without them would be unguarded.
+        written = write_share_files(output, pieces) if pieces else []
+        try:
+            write_key_file(output, key, force=force)
+        except AnontraceError:
+            for path in written:
+                path.unlink()
+            raise
         click.echo(f"anontrace: wrote key {output} (fingerprint {key.fingerprint})", err=True)
         if pieces:
-            for path in write_share_files(output, pieces):
+            for path in written:
                 click.echo(f"anontrace: wrote share {path}", err=True)
             click.echo(f"anontrace: any {threshold} of the {shares} shares rebuild the key; hand each "
                        "to a different person and delete the key file when it is no longer needed", err=True)

@@ -20,7 +20,7 @@ from anontrace.labels import GroundTruth, Labeling, LabelRecorder
 from anontrace.leakage.gates import Gate
 from anontrace.leakage.gates import merge as gate_merge
 from anontrace.leakage.html import render as render_html
-from anontrace.leakage.report import ReportBuilder, names_config, now
+from anontrace.leakage.report import PAYLOAD_CUTS, PAYLOAD_REASON, ReportBuilder, names_config, now
 from anontrace.leakage.residual import kept_by_mappers
 from anontrace.manifest import build_manifest, file_entry, write_manifest
 from anontrace.pipeline import RunStats, run
@@ -226,7 +226,7 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
             inputs=[{"path": "<stdin>" if task.source == "-" else Path(task.source).name,
                      "sha256": source_digest[0], "bytes": source_digest[1], "frames": stats.frames_in}],
             files=listed, frames={"in": stats.frames_in, "out": stats.frames_out,
-                                  "dropped": dict(stats.dropped), "cut": dict(stats.cut)},
+                                  "dropped": dict(stats.dropped), "cut": _cuts(stats)},
             labels=dict(recorder.counts.most_common()), report_passed=report["passed"], created=created)
         if bundle.sign_key is not None:
             manifest = sign(manifest, bundle.sign_key)
@@ -241,6 +241,20 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
 
 LABELS, FLOWS, MANIFEST = ".labels.csv", ".flows.csv", ".manifest.json"
 REPORT_JSON, REPORT_HTML = ".report.json", ".report.html"
+
+
+def _cuts(stats: RunStats) -> dict[str, int]:
+    """Frames cut short, by reason: where dissection stopped, by a rule, and to the kept payload."""
+    cuts = dict(stats.cut)
+    if stats.counts[PAYLOAD_CUTS]:
+        cuts[PAYLOAD_REASON] = cuts.get(PAYLOAD_REASON, 0) + stats.counts[PAYLOAD_CUTS]
+    return cuts
+
+
+def check_report_path(where: str | None) -> None:
+    """Refuse a `--report` path whose directory is missing, before any work is done."""
+    if where is not None and where != "-":
+        _writable_parent(Path(where))
 
 
 def _name(path: str) -> str:

@@ -33,6 +33,9 @@ from anontrace.transforms.names import Names, NamesConfig
 FORMAT, VERSION = "anontrace-report", 1
 NOT_IN_OUTPUT = "not in the anonymized trace"
 MAX_UNMATCHED_FRACTION = 0.5  # more originals than this without a counterpart: not the same capture
+# The payload transform counts the frames it cut short among its counts, not among the cuts by
+# reason (a cut to the kept length is what it is for, not a failure to understand the frame).
+PAYLOAD_CUTS, PAYLOAD_REASON = "payloads cut", "payload"
 
 
 @dataclass(slots=True)
@@ -64,6 +67,8 @@ class Coverage:
             if out != frame.data:
                 self.frames_transformed += 1
         self.cut_by_rules.update(batch.cut)
+        if batch.counts[PAYLOAD_CUTS]:
+            self.cut_by_rules[PAYLOAD_REASON] += batch.counts[PAYLOAD_CUTS]
 
     def result(self) -> dict[str, Any]:
         return {"frames_in": self.frames_in, "frames_out": self.frames_out,
