@@ -177,9 +177,11 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
         withheld = [w for w in result.written if not w.report["passed"]]
         if withheld:
             failed = _failed_gates(withheld[0].report)
+            removed = [path for w in withheld for path in w.removed]
             raise LeakGateError(", ".join(w.task.target for w in withheld),
                                 f"withheld: the leakage report failed its gates ({failed})",
-                                "see the report beside the output; the trace was not published")
+                                "see the report beside the output; the trace was not published"
+                                + (f" (an earlier run's {', '.join(removed)} removed)" if removed else ""))
 
 
 def _report_summaries(written: list[Written]) -> None:
@@ -300,6 +302,10 @@ def report_command(ctx: click.Context, captures: tuple[str, ...], rules_spec: st
         if len(captures) > 2:
             raise UsageError(" ".join(captures), "give ORIGINAL ANONYMIZED, or ANONYMIZED alone")
         original, anonymized = (captures[0], captures[1]) if len(captures) == 2 else (None, captures[0])
+        if report_path is None and Path(anonymized + ".manifest.json").exists():
+            raise UsageError(anonymized, "its bundle already holds the report its scrub wrote (listed in "
+                             "its manifest); writing another there would break `verify`",
+                             "give --report PATH (or `-` for stdout)")
         rules = read_rules(rules_spec) if rules_spec else None
         gates = gate_merge(list(rules.gates) if rules else [], [parse_gate(g) for g in fail_on])
         kept, names = None, None
@@ -316,14 +322,12 @@ def report_command(ctx: click.Context, captures: tuple[str, ...], rules_spec: st
         text = json.dumps(report, indent=2) + "\n"
         if report_path == "-":
             click.echo(text, nl=False)
-            html_path = anonymized + ".report.html"
         else:
             json_path = report_path or anonymized + ".report.json"
-            html_path = json_path.removesuffix(".json") + ".html"
             with atomic_output(json_path) as out:
                 out.write(text.encode())
-        with atomic_output(html_path) as out:
-            out.write(render_html(report).encode())
+            with atomic_output(json_path.removesuffix(".json") + ".html") as out:
+                out.write(render_html(report).encode())
         if not quiet:
             report_summary(report, Console(stderr=True))
         if not report["passed"]:

@@ -65,7 +65,7 @@ def summary_table(result: ScrubResult) -> None:
     table.add_row("frames in / out", f"{total.frames_in:,} / {total.frames_out:,}")
     for reason, count in total.dropped.most_common():
         table.add_row(f"  dropped: {reason}", f"{count:,}")
-    table.add_row("frames cut where dissection stopped", f"{sum(total.cut.values()):,}")
+    table.add_row("frames cut (dissection stopped, or a rule)", f"{sum(total.cut.values()):,}")
     for reason, count in total.cut.most_common(8):
         table.add_row(f"  {reason}", f"{count:,}")
     if len(total.cut) > 8:

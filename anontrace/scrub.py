@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -140,6 +141,7 @@ class Written:
     report: dict[str, Any]
     files: list[str]
     published: bool
+    removed: list[str] = field(default_factory=list)  # an earlier bundle's files, when withheld
 
 
 def scrub(tasks: list[Task], rules: Rules, key: Key,
@@ -203,12 +205,15 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
                                 rules=rules.source, key_fingerprint=key.fingerprint, gates=gates,
                                 created=created)
         report["labels"] = {"counts": dict(recorder.counts.most_common())}
+        report = without_directories(report)
         files = _publish_report(stack, task, report, bundle.report)
         written = Written(task, stats, report, files, False)
         if not report["passed"] or not beside:
             if report["passed"]:
                 trace.publish()
                 written.published = True
+            elif beside:
+                written.removed = _remove_stale(task.target)
             return written
         assert labels_file is not None
         _seal_text(labels_file, labels_text)
@@ -228,6 +233,7 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
             files=listed, frames={"in": stats.frames_in, "out": stats.frames_out,
                                   "dropped": dict(stats.dropped), "cut": _cuts(stats)},
             labels=dict(recorder.counts.most_common()), report_passed=report["passed"], created=created)
+        manifest = without_directories(manifest)
         if bundle.sign_key is not None:
             manifest = sign(manifest, bundle.sign_key)
         for _, staged in roles:
@@ -241,6 +247,39 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
 
 LABELS, FLOWS, MANIFEST = ".labels.csv", ".flows.csv", ".manifest.json"
 REPORT_JSON, REPORT_HTML = ".report.json", ".report.html"
+
+
+def _remove_stale(target: str) -> list[str]:
+    """A withheld trace must not leave an earlier run's trace (and its labels, flows and manifest)
+    under the final name, beside a report that says FAILED: a batch job would take it for this
+    run's. Remove them."""
+    removed = []
+    for suffix in ("", LABELS, FLOWS, MANIFEST):
+        path = Path(target + suffix)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OutputError(str(path), f"withheld, but an earlier output is in the way: {exc.strerror}",
+                              "remove it by hand: it is not this run's") from None
+        removed.append(str(path))
+    return removed
+
+
+RULE_FILE = re.compile(r"^(?:.*[/\\])?([^/\\]+\.ya?ml(?::\d+:\d+)?)$")
+
+
+def without_directories(value: Any) -> Any:
+    """The report and manifest travel with the trace: rule files in them (`source`, gate and step
+    locations) are named by file name, not by where they sit on the sending side."""
+    if isinstance(value, dict):
+        return {key: without_directories(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_directories(item) for item in value]
+    if isinstance(value, str) and (match := RULE_FILE.match(value)):
+        return match.group(1)
+    return value
 
 
 def _cuts(stats: RunStats) -> dict[str, int]:

@@ -415,7 +415,7 @@ def test_a_rule_file_gate_fails_with_its_location(tmp_path: Path, key: Made) -> 
     assert listing(out) == ["o.pcapng.report.html", "o.pcapng.report.json"]
     gates = json.loads(Path(f"{trace}.report.json").read_text())["gates"]
     assert [(g["figure"], g["source"], g["passed"]) for g in gates] == [
-        ("residual.total", f"{rules}:5:5", True), ("coverage.frames_cut", f"{rules}:6:5", False)]
+        ("residual.total", "gated.yaml:5:5", True), ("coverage.frames_cut", "gated.yaml:6:5", False)]
     assert gates[1]["value"] >= 1
 
     # --fail-on replaces the rule file's gate on the same figure.
@@ -424,7 +424,7 @@ def test_a_rule_file_gate_fails_with_its_location(tmp_path: Path, key: Made) -> 
     ok(result)
     gates = json.loads(Path(f"{trace}.report.json").read_text())["gates"]
     assert [(g["figure"], g["source"], g["passed"]) for g in gates] == [
-        ("residual.total", f"{rules}:5:5", True), ("coverage.frames_cut", "--fail-on", True)]
+        ("residual.total", "gated.yaml:5:5", True), ("coverage.frames_cut", "--fail-on", True)]
     assert listing(out) == bundle_names("o.pcapng")
 
 
@@ -652,6 +652,7 @@ def test_a_rebuilt_key_scrubs_byte_for_byte_like_the_original(tmp_path: Path, ke
 
 def test_report_on_a_scrubbed_pair(tmp_path: Path, key: Made) -> None:
     trace = scrub_to(tmp_path / "out", DUALSTACK, key, "--report", str(tmp_path / "own.json"))
+    Path(f"{trace}.manifest.json").unlink()  # a trace that came without its bundle
     ok(anontrace("report", str(DUALSTACK), str(trace), "-q"))
     report = json.loads(Path(f"{trace}.report.json").read_text())
     jsonschema.Draft202012Validator(SCHEMA).validate(report)
@@ -662,8 +663,19 @@ def test_report_on_a_scrubbed_pair(tmp_path: Path, key: Made) -> None:
     assert Path(f"{trace}.report.html").exists()
 
 
+def test_report_never_overwrites_the_report_of_a_bundle(tmp_path: Path, key: Made) -> None:
+    trace = scrub_to(tmp_path / "out", DUALSTACK, key)
+    before = {p.name: p.read_bytes() for p in trace.parent.iterdir()}
+    failed(anontrace("report", str(DUALSTACK), str(trace)), 2, "would break `verify`", "--report PATH")
+    assert {p.name: p.read_bytes() for p in trace.parent.iterdir()} == before
+    ok(anontrace("verify", str(trace)))
+    ok(anontrace("report", str(trace), "--report", str(tmp_path / "mine.json"), "-q"))
+    assert (tmp_path / "mine.html").exists()
+
+
 def test_report_on_an_anonymized_trace_alone(tmp_path: Path, key: Made) -> None:
     trace = scrub_to(tmp_path / "out", DUALSTACK, key, "--report", str(tmp_path / "own.json"))
+    Path(f"{trace}.manifest.json").unlink()
     ok(anontrace("report", str(trace), "-q"))
     report = json.loads(Path(f"{trace}.report.json").read_text())
     jsonschema.Draft202012Validator(SCHEMA).validate(report)
@@ -678,10 +690,11 @@ def test_report_refuses_captures_that_do_not_correspond(tmp_path: Path, key: Mad
                                                         sample: Path) -> None:
     trace = scrub_to(tmp_path / "out", sample, key, "--report", str(tmp_path / "own.json"))
     before = listing(trace.parent)
-    result = anontrace("report", str(original), str(trace))
+    result = anontrace("report", str(original), str(trace), "--report", str(tmp_path / "check.json"))
     failed(result, 1, "the two captures do not correspond", str(original))
     assert result.stdout == b""
     assert listing(trace.parent) == before
+    assert not (tmp_path / "check.json").exists() and not (tmp_path / "check.html").exists()
 
 
 def test_report_with_the_key_and_a_rule_file_whose_gates_pass(tmp_path: Path, key: Made) -> None:
@@ -721,3 +734,31 @@ def test_report_shows_its_summary_on_stderr_only(tmp_path: Path, key: Made) -> N
 
     quiet = anontrace("report", str(DUALSTACK), str(trace), "--report", str(tmp_path / "r.json"), "-q")
     assert ok(quiet) == "" and quiet.stdout == b""
+
+
+def test_a_withheld_rerun_removes_the_earlier_bundle_under_that_name(tmp_path: Path, key: Made) -> None:
+    trace = scrub_to(tmp_path / "out", DUALSTACK, key)
+    assert listing(trace.parent) == bundle_names(trace.name)
+
+    result = anontrace("scrub", str(DUALSTACK), "-o", str(trace), "--key-file", str(key.path), "-q",
+                       "--fail-on", "risk.fingerprints.unique=-1")
+
+    failed(result, 3, "withheld", "an earlier run's", str(trace))
+    assert listing(trace.parent) == [f"{trace.name}.report.html", f"{trace.name}.report.json"]
+    assert json.loads(Path(f"{trace}.report.json").read_text())["passed"] is False
+
+
+def test_shared_files_name_the_rule_file_without_its_directory(tmp_path: Path, key: Made) -> None:
+    private = tmp_path / "site-secrets" / "team-rules"
+    private.mkdir(parents=True)
+    rules = private / "gated.yaml"
+    rules.write_text(GATED_RULES.replace("coverage.frames_cut: 0", "coverage.frames_dropped: 0"))
+    trace = scrub_to(tmp_path / "out", DUALSTACK, key, "-r", str(rules))
+
+    for suffix in (".report.json", ".report.html", ".manifest.json"):
+        text = Path(f"{trace}{suffix}").read_text()
+        assert "site-secrets" not in text and "team-rules" not in text, suffix
+        assert "gated.yaml" in text, suffix
+    report = json.loads(Path(f"{trace}.report.json").read_text())
+    assert [g["source"] for g in report["gates"]] == ["gated.yaml:5:5", "gated.yaml:6:5"]
+    ok(anontrace("verify", str(trace)))
