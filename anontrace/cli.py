@@ -33,7 +33,7 @@ from anontrace.keys import (
     write_key_file,
     write_share_files,
 )
-from anontrace.labels import GroundTruth, Labeling
+from anontrace.labels import GroundTruth
 from anontrace.leakage.console import summary as report_summary
 from anontrace.leakage.gates import merge as gate_merge
 from anontrace.leakage.gates import parse_option as parse_gate
@@ -150,7 +150,7 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
         if report_path is not None and len(tasks) > 1:
             raise UsageError("--report", "several outputs have several reports",
                              "leave --report out: each report goes beside its trace")
-        check_report_path(report_path)
+        check_report_path(report_path, tasks)
         bundle = Bundle(truth=GroundTruth.read(labels_from) if labels_from else None,
                         report=report_path, gates=tuple(parse_gate(g) for g in fail_on),
                         known=tuple(_ip(a, "--known") for a in known),
@@ -180,8 +180,7 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
             removed = [path for w in withheld for path in w.removed]
             raise LeakGateError(", ".join(w.task.target for w in withheld),
                                 f"withheld: the leakage report failed its gates ({failed})",
-                                "see the report beside the output; the trace was not published"
-                                + (f" (an earlier run's {', '.join(removed)} removed)" if removed else ""))
+                                _withheld_hint(output, report_path, removed))
 
 
 def _report_summaries(written: list[Written]) -> None:
@@ -193,6 +192,15 @@ def _report_summaries(written: list[Written]) -> None:
     for trace in written:
         verdict = "PASSED" if trace.report["passed"] else f"FAILED ({_failed_gates(trace.report)})"
         click.echo(f"anontrace: {trace.task.target}: leakage report {verdict}", err=True)
+
+
+def _withheld_hint(output: str, report_path: str | None, removed: list[str]) -> str:
+    if output == "-" and report_path in (None, "-"):
+        where = "on stdout above" if report_path == "-" else "nowhere (give --report PATH to keep it)"
+        return f"nothing was written to stdout; the report was written {where}"
+    where = "beside the output" if report_path is None else report_path
+    return (f"see the report {where}; the trace was not published"
+            + (f" (an earlier run's {', '.join(removed)} removed)" if removed else ""))
 
 
 def _failed_gates(report: dict[str, Any]) -> str:
@@ -302,6 +310,11 @@ def report_command(ctx: click.Context, captures: tuple[str, ...], rules_spec: st
         if len(captures) > 2:
             raise UsageError(" ".join(captures), "give ORIGINAL ANONYMIZED, or ANONYMIZED alone")
         original, anonymized = (captures[0], captures[1]) if len(captures) == 2 else (None, captures[0])
+        if report_path not in (None, "-") and any(
+                Path(p).exists() and Path(p).samefile(c) for c in captures
+                for p in (report_path, report_path.removesuffix(".json") + ".html")):
+            raise UsageError("--report", f"{report_path} would overwrite an input capture",
+                             "write the report somewhere else")
         if report_path is None and Path(anonymized + ".manifest.json").exists():
             raise UsageError(anonymized, "its bundle already holds the report its scrub wrote (listed in "
                              "its manifest); writing another there would break `verify`",
@@ -314,8 +327,7 @@ def report_command(ctx: click.Context, captures: tuple[str, ...], rules_spec: st
             kept = kept_by_mappers(next(t for t in transforms if isinstance(t, Ip)).mapper,
                                    next(t for t in transforms if isinstance(t, Mac)).mapper)
             names = names_config(transforms)
-        labeling = Labeling(rules.labels, None) if rules is not None and rules.labels else None
-        report = report_files(original, anonymized, kept=kept, labeler=labeling,
+        report = report_files(original, anonymized, kept=kept,
                               rules=rules.source if rules else None,
                               key_fingerprint=read_key_file(key_file).fingerprint if key_file else None,
                               gates=gates, known=[_ip(a, "--known") for a in known] or None, names=names)

@@ -17,6 +17,7 @@ from anontrace.errors import KeyError_, UsageError
 
 KEY_BYTES = 32
 KEY_ENV = "ANONTRACE_KEY_FILE"
+MAX_KEY_FILE = 256  # 64 hex characters and a line break, with room for stray whitespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,18 +67,34 @@ def write_key_file(path: Path, key: Key, *, force: bool = False) -> None:
         handle.write(key.secret.hex() + "\n")
 
 
-def read_key_file(path: Path) -> Key:
-    """Read a key file, refusing one that others can read or that is not 64 hex characters."""
+def _read_small(path: Path, limit: int, what: str, private: bool) -> str:
+    """The text of a small regular file, read no further than `limit` bytes. The file's type (a
+    device or a pipe may never end, and opening a pipe waits for a writer) and, if `private`, its
+    mode are checked before it is opened."""
+    hint = "make one with `anontrace keygen -o FILE`" if what == "key file" else ""
     try:
         info = path.stat()
-        text = path.read_text(encoding="ascii", errors="replace")
-    except OSError as exc:
-        raise KeyError_(str(path), f"cannot read key file: {exc.strerror}",
-                        "make one with `anontrace keygen -o FILE`") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyError_(str(path), f"key file is accessible to others (mode {info.st_mode & 0o777:o})",
-                        f"run `chmod 600 {path}`")
-    value = text.strip()
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyError_(str(path), f"not a {what}: not a regular file", hint)
+        if private and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyError_(str(path), f"{what} is accessible to others (mode {info.st_mode & 0o777:o})",
+                            f"run `chmod 600 {path}`")
+        if info.st_size > limit:
+            raise KeyError_(str(path), f"too large to be a {what} ({info.st_size} bytes)", hint)
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise KeyError_(str(path), f"cannot read {what}: {getattr(exc, 'strerror', None) or exc}",
+                        hint) from None
+    if len(data) > limit:  # it grew after the check
+        raise KeyError_(str(path), f"too large to be a {what}", hint)
+    return data.decode("ascii", errors="replace")
+
+
+def read_key_file(path: Path) -> Key:
+    """Read a key file, refusing one that is not a small regular file, that others can read, or
+    that is not 64 hex characters."""
+    value = _read_small(path, MAX_KEY_FILE, "key file", private=True).strip()
     if len(value) != 2 * KEY_BYTES or any(c not in "0123456789abcdefABCDEF" for c in value):
         raise KeyError_(str(path), f"a key file holds exactly {2 * KEY_BYTES} hex characters",
                         "make one with `anontrace keygen -o FILE`")
@@ -101,7 +118,7 @@ SHARE_PREFIX = "anontrace-share:v1"
 MAX_SHARES = 255  # x runs over the nonzero field elements
 SHARE_LINE = re.compile(r"anontrace-share:v1:([1-9][0-9]{0,2}):([1-9][0-9]{0,2}):([0-9a-f]{16}):"
                         r"([0-9a-f]{64}):([0-9a-f]{8})")
-MAX_SHARE_FILE = 4096
+MAX_SHARE_FILE = 512  # a share line is at most 117 characters
 
 
 def _tables() -> tuple[list[int], list[int]]:
@@ -245,10 +262,5 @@ def write_share_files(path: Path, shares: list[str]) -> list[Path]:
 
 
 def read_share_file(path: Path) -> str:
-    """The share line in a share file."""
-    try:
-        if path.stat().st_size > MAX_SHARE_FILE:
-            raise KeyError_(str(path), "too large to be a share file")
-        return path.read_text(encoding="ascii", errors="replace").strip()
-    except OSError as exc:
-        raise KeyError_(str(path), f"cannot read share file: {exc.strerror}") from None
+    """The share line in a share file (a small regular file)."""
+    return _read_small(path, MAX_SHARE_FILE, "share file", private=False).strip()

@@ -15,6 +15,7 @@ import difflib
 import io
 import ipaddress
 import re
+import stat
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ from anontrace.packet.layers import Layers
 from anontrace.rules.filters import Filter
 
 MAX_LABEL = 200
+MAX_TRUTH_FILE = 64 << 20  # bytes of a ground-truth CSV read at most: far more than any labelling needs
 BREAKS = frozenset({"Cc", "Zl", "Zp"})  # control characters (tab, CR, LF, ...), line and paragraph separators
 COLUMNS = ("label", "src", "dst", "sport", "dport", "protocol", "start", "end")
 MATCHING = COLUMNS[1:]
@@ -190,7 +192,9 @@ class GroundTruth:
 class Labeling:
     """The pipeline's `Labeler`: per frame, the first matching ground-truth row's label, else the
     first matching label rule's, else the rules' default, else None. Judged on the ORIGINAL frame,
-    frame by frame, so the result does not depend on how frames are batched."""
+    frame by frame, so the result does not depend on how frames are batched. A frame the
+    transforms dropped gets no label and counts for no ground-truth row: a row that named only
+    dropped frames labelled nothing in the trace, and is reported as unmatched."""
 
     def __init__(self, rules: LabelRules | None, truth: GroundTruth | None) -> None:
         self.rules = rules
@@ -199,8 +203,11 @@ class Labeling:
     def label(self, batch: Batch) -> list[str | None]:
         labels: list[str | None] = []
         keys = original_keys(batch) if self.truth is not None else [None] * len(batch)
-        for frame, layers, key in zip(batch.frames, batch.layers, keys, strict=True):
+        for position, (frame, layers, key) in enumerate(zip(batch.frames, batch.layers, keys, strict=True)):
             found = None
+            if position in batch.dropped:
+                labels.append(None)
+                continue
             if self.truth is not None and key is not None:
                 found = self.truth.match(key, frame.ts_ns)
             if found is None and self.rules is not None:
@@ -282,10 +289,23 @@ class _Parser:
         return rows
 
     def _text(self) -> str:
+        """The file's text: a regular file (a device or a pipe may never end, and opening a pipe
+        waits for a writer, so the type is checked first) read no further than MAX_TRUTH_FILE."""
+        path = Path(self.path)
         try:
-            raw = Path(self.path).read_bytes()
-        except OSError as exc:
-            raise UsageError(self.path, f"cannot read the labels file: {exc.strerror or exc}") from None
+            info = path.stat()
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(self.path, "cannot read the labels file: not a regular file",
+                                 "give a CSV file, not a directory, device or pipe")
+            if info.st_size > MAX_TRUTH_FILE:
+                raise self._too_large()
+            with path.open("rb") as stream:
+                raw = stream.read(MAX_TRUTH_FILE + 1)
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            raise UsageError(self.path, "cannot read the labels file: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        if len(raw) > MAX_TRUTH_FILE:  # it grew after the check
+            raise self._too_large()
         try:
             return raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -295,6 +315,10 @@ class _Parser:
             column = len(next(csv.reader([prefix]), [""])) or 1
             raise self.error(before.count(b"\n") + 1, column, "not UTF-8 text",
                              "save the file as UTF-8") from None
+
+    def _too_large(self) -> UsageError:
+        return UsageError(self.path, f"the labels file is larger than {MAX_TRUTH_FILE >> 20} MiB",
+                          "one row per flow (or set of flows) is enough: give rows, not frames")
 
     def _header(self, header: list[str]) -> list[str]:
         columns = [name.strip().lower() for name in header]

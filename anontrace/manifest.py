@@ -215,6 +215,11 @@ def verify(target: Path, public_key_path: Path | None = None, inputs: Sequence[P
     path = manifest_path_for(str(target))
     manifest = read_manifest(path)
     result = Verification()
+    traces = [entry["name"] for entry in manifest["files"] if entry["role"] == "trace"]
+    if len(traces) != 1:
+        result.problems.append(f"the manifest names {len(traces)} traces; a bundle has exactly one")
+    elif not str(target).endswith(SUFFIX) and traces[0] != Path(target).name:
+        result.problems.append(f"{Path(target).name}: not the trace this manifest describes ({traces[0]})")
     for entry in manifest["files"]:
         _check_file(path.parent / entry["name"], f"{entry['name']} ({entry['role']})", entry, result)
     _check_signature(manifest, public_key_path, result)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,9 +23,9 @@ from anontrace.labels import GroundTruth, Labeling, LabelRecorder
 from anontrace.leakage.gates import Gate
 from anontrace.leakage.gates import merge as gate_merge
 from anontrace.leakage.html import render as render_html
-from anontrace.leakage.report import PAYLOAD_CUTS, PAYLOAD_REASON, ReportBuilder, names_config, now
+from anontrace.leakage.report import ReportBuilder, names_config, now
 from anontrace.leakage.residual import kept_by_mappers
-from anontrace.manifest import build_manifest, file_entry, write_manifest
+from anontrace.manifest import build_manifest, file_entry
 from anontrace.pipeline import RunStats, run
 from anontrace.rules.compile import Rules
 from anontrace.signing import sign
@@ -201,19 +203,21 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
             reader.stream.close()
         trace.seal()
         report = builder.finish(anonymized=_name(task.target), scan_path=trace.temporary,
-                                original=_name(task.source),
-                                rules=rules.source, key_fingerprint=key.fingerprint, gates=gates,
-                                created=created)
+                                original=_name(task.source), rules=rules.source,
+                                key_fingerprint=key.fingerprint, gates=gates, created=created,
+                                texts={"labels": list(recorder.counts)})
         report["labels"] = {"counts": dict(recorder.counts.most_common())}
-        report = without_directories(report)
-        files = _publish_report(stack, task, report, bundle.report)
-        written = Written(task, stats, report, files, False)
+        report = without_directories(report, rules.source)
+        reports = _stage_report(stack, task, report, bundle.report)
+        written = Written(task, stats, report, [r.path for r in reports], False)
         if not report["passed"] or not beside:
+            for staged in reports:
+                staged.publish()
             if report["passed"]:
                 trace.publish()
                 written.published = True
             elif beside:
-                written.removed = _remove_stale(task.target)
+                written.removed = _remove_stale(task.target, (LABELS, FLOWS, MANIFEST, ""))
             return written
         assert labels_file is not None
         _seal_text(labels_file, labels_text)
@@ -221,27 +225,32 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
         flows_text = _text(flows_file)
         recorder.write_flows(flows_text)
         _seal_text(flows_file, flows_text)
-        roles = [("labels", labels_file), ("flows", flows_file)]
-        entries = [_listed("trace", trace.temporary, task.target, task.target)]
-        entries += [_listed(role, f.temporary, f.path, task.target) for role, f in roles]
-        entries += [_listed(_role(path), path, path, task.target) for path in files]
-        listed = [entry for entry in entries if entry is not None]
+        sidecars = [("labels", labels_file), ("flows", flows_file)]
+        sidecars += [(_role(r.path), r) for r in reports if _beside(r.path, task.target)]
         manifest = build_manifest(
-            rules=rules, key_fingerprint=key.fingerprint, one_time_key=key.one_time,
+            rules=dataclasses.replace(rules, gates=tuple(gates)), key_fingerprint=key.fingerprint,
+            one_time_key=key.one_time,
             inputs=[{"path": "<stdin>" if task.source == "-" else Path(task.source).name,
                      "sha256": source_digest[0], "bytes": source_digest[1], "frames": stats.frames_in}],
-            files=listed, frames={"in": stats.frames_in, "out": stats.frames_out,
-                                  "dropped": dict(stats.dropped), "cut": _cuts(stats)},
+            files=[file_entry(role, Path(f.temporary), Path(f.path).name)
+                   for role, f in [("trace", trace), *sidecars]],
+            frames={"in": stats.frames_in, "out": stats.frames_out, "dropped": dict(stats.dropped),
+                    "cut": dict(Counter(report["coverage"]["cut_by_dissector"])
+                                + Counter(report["coverage"]["cut_by_rules"]))},
             labels=dict(recorder.counts.most_common()), report_passed=report["passed"], created=created)
-        manifest = without_directories(manifest)
+        manifest = without_directories(manifest, rules.source)
         if bundle.sign_key is not None:
             manifest = sign(manifest, bundle.sign_key)
-        for _, staged in roles:
+        manifest_file = stack.enter_context(StagedOutput(task.target + MANIFEST))
+        manifest_file.stream.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
+        manifest_file.seal()
+        # Everything is complete on disk; publish it all, the trace last.
+        if bundle.report is not None:
+            _remove_stale(task.target, (REPORT_JSON, REPORT_HTML))
+        for staged in [*reports, labels_file, flows_file, manifest_file, trace]:
             staged.publish()
-        write_manifest(Path(task.target + MANIFEST), manifest)
-        trace.publish()
         written.published = True
-        written.files = [*files, *(f.path for _, f in roles), task.target + MANIFEST]
+        written.files = [*(r.path for r in reports), labels_file.path, flows_file.path, manifest_file.path]
         return written
 
 
@@ -249,12 +258,13 @@ LABELS, FLOWS, MANIFEST = ".labels.csv", ".flows.csv", ".manifest.json"
 REPORT_JSON, REPORT_HTML = ".report.json", ".report.html"
 
 
-def _remove_stale(target: str) -> list[str]:
-    """A withheld trace must not leave an earlier run's trace (and its labels, flows and manifest)
-    under the final name, beside a report that says FAILED: a batch job would take it for this
-    run's. Remove them."""
+def _remove_stale(target: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Remove an earlier run's files under this output's names. A withheld trace must not leave
+    an earlier trace (and its labels, flows and manifest) beside a report that says FAILED: a
+    batch job would take it for this run's; nor may a report moved elsewhere leave the earlier
+    one beside a new trace."""
     removed = []
-    for suffix in ("", LABELS, FLOWS, MANIFEST):
+    for suffix in suffixes:
         path = Path(target + suffix)
         try:
             path.unlink()
@@ -267,38 +277,49 @@ def _remove_stale(target: str) -> list[str]:
     return removed
 
 
-RULE_FILE = re.compile(r"^(?:.*[/\\])?([^/\\]+\.ya?ml(?::\d+:\d+)?)$")
+LOCATION = re.compile(r"^(.*[/\\])([^/\\]+:\d+:\d+)$")
 
 
-def without_directories(value: Any) -> Any:
-    """The report and manifest travel with the trace: rule files in them (`source`, gate and step
-    locations) are named by file name, not by where they sit on the sending side."""
+def without_directories(value: Any, source: str) -> Any:
+    """The report and manifest travel with the trace: the rule file (`source`) and the locations
+    in rule files (`file:line:col` of gates and steps) are named by file name, not by where the
+    files sit on the sending side."""
     if isinstance(value, dict):
-        return {key: without_directories(item) for key, item in value.items()}
+        return {key: without_directories(item, source) for key, item in value.items()}
     if isinstance(value, list):
-        return [without_directories(item) for item in value]
-    if isinstance(value, str) and (match := RULE_FILE.match(value)):
-        return match.group(1)
+        return [without_directories(item, source) for item in value]
+    if isinstance(value, str):
+        if value == source:
+            return Path(value).name
+        if match := LOCATION.match(value):
+            return match.group(2)
     return value
 
 
-def _cuts(stats: RunStats) -> dict[str, int]:
-    """Frames cut short, by reason: where dissection stopped, by a rule, and to the kept payload."""
-    cuts = dict(stats.cut)
-    if stats.counts[PAYLOAD_CUTS]:
-        cuts[PAYLOAD_REASON] = cuts.get(PAYLOAD_REASON, 0) + stats.counts[PAYLOAD_CUTS]
-    return cuts
-
-
-def check_report_path(where: str | None) -> None:
-    """Refuse a `--report` path whose directory is missing, before any work is done."""
-    if where is not None and where != "-":
-        _writable_parent(Path(where))
+def check_report_path(where: str | None, tasks: list[Task]) -> None:
+    """Refuse, before any work is done, a `--report` path whose directory is missing, or that
+    would overwrite an input or a file of the bundle."""
+    if where is None or where == "-":
+        return
+    _writable_parent(Path(where))
+    html = where.removesuffix(".json") + ".html"
+    for task in tasks:
+        taken = [task.target + suffix for suffix in ("", LABELS, FLOWS, MANIFEST)]
+        for path in (where, html):
+            if path in taken or (task.source != "-" and Path(path).exists()
+                                 and Path(path).samefile(task.source)):
+                what = "part of the bundle" if path in taken else "an input"
+                raise UsageError("--report", f"{path} is {what}", "write the report somewhere else")
 
 
 def _name(path: str) -> str:
     """How the report and manifest name a file: its name only (directories stay at home)."""
-    return {"-": "<stdout>"}.get(path, Path(path).name) if path != "-" else "-"
+    return path if path == "-" else Path(path).name
+
+
+def _beside(path: str, target: str) -> bool:
+    """Whether a report sits in the trace's directory, and so belongs to its bundle."""
+    return Path(path).absolute().parent == Path(target).absolute().parent
 
 
 def _role(path: str) -> str:
@@ -325,38 +346,27 @@ def _seal_text(staged: StagedOutput, text: TextIO) -> None:
     staged.seal()
 
 
-def _listed(role: str, path: str, name: str, target: str) -> dict[str, Any] | None:
-    """A manifest entry for a file beside the trace: hashed from `path` (the staged file, the same
-    bytes as will be published), named relative to the trace's directory. A report written
-    elsewhere (`--report PATH`) is not part of the bundle."""
-    if Path(name).absolute().parent != Path(target).absolute().parent:
-        return None
-    return file_entry(role, Path(path), Path(name).name)
-
-
-def _publish_report(stack: ExitStack, task: Task, report: dict[str, Any], where: str | None) -> list[str]:
-    """Write the report (JSON and HTML) where asked; return the paths written."""
+def _stage_report(stack: ExitStack, task: Task, report: dict[str, Any],
+                  where: str | None) -> list[StagedOutput]:
+    """The report (JSON and HTML) staged where asked, sealed, not yet published; `--report -`
+    prints the JSON now (and stages only the HTML, beside the trace)."""
     text = json.dumps(report, indent=2) + "\n"
+    json_path: str | None
     if where == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
-        if task.target == "-":
-            return []
-        html_path = task.target + REPORT_HTML
-        json_path = None
+        json_path, html_path = None, task.target + REPORT_HTML
     elif where is not None:
-        json_path = where
-        html_path = where.removesuffix(".json") + ".html"
-    elif task.target == "-":
-        return []
+        json_path, html_path = where, where.removesuffix(".json") + ".html"
     else:
         json_path, html_path = task.target + REPORT_JSON, task.target + REPORT_HTML
-    written = []
+    if task.target == "-" and where in (None, "-"):
+        return []
+    staged = []
     for path, content in ((json_path, text), (html_path, render_html(report))):
-        if path is None:
-            continue
-        staged = stack.enter_context(StagedOutput(path))
-        staged.stream.write(content.encode())
-        staged.publish()
-        written.append(path)
-    return written
+        if path is not None:
+            output = stack.enter_context(StagedOutput(path))
+            output.stream.write(content.encode())
+            output.seal()
+            staged.append(output)
+    return staged

@@ -762,3 +762,20 @@ def test_shared_files_name_the_rule_file_without_its_directory(tmp_path: Path, k
     report = json.loads(Path(f"{trace}.report.json").read_text())
     assert [g["source"] for g in report["gates"]] == ["gated.yaml:5:5", "gated.yaml:6:5"]
     ok(anontrace("verify", str(trace)))
+
+
+def test_a_label_that_names_an_original_host_is_a_residual_identifier(tmp_path: Path, key: Made) -> None:
+    host = next(p[IP].src for p in rdpcap(str(OFFICE)) if IP in p)
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"label,src\nlaptop at {host},{host}\n")
+    trace = tmp_path / "out" / "o.pcap"  # pcap: no frame comments, the label is only in the CSVs
+    trace.parent.mkdir()
+
+    result = anontrace("scrub", str(OFFICE), "-o", str(trace), "--key-file", str(key.path),
+                       "--labels-from", str(truth))
+
+    failed(result, 3, "residual.total")
+    assert listing(trace.parent) == ["o.pcap.report.html", "o.pcap.report.json"]
+    findings = json.loads(Path(f"{trace}.report.json").read_text())["residual"]["findings"]
+    assert {(f["file"], f["value"], f["frame"], f["offset"]) for f in findings} == {
+        ("labels", host, None, len("laptop at "))}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
+import os
+import signal
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -261,3 +265,62 @@ def test_share_files(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.glob("again*")) == ["again.share-3-of-3"]
     with pytest.raises(KeyError_, match="cannot read share file"):
         read_share_file(tmp_path / "absent")
+
+
+# Unbounded inputs: devices, pipes and large files are refused before they are read.
+
+
+@contextlib.contextmanager
+def no_blocking(seconds: int = 5) -> Iterator[None]:
+    """Fail, rather than hang, if the body blocks (opening a pipe for reading waits for a writer)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise AssertionError("blocked")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("read", [read_key_file, read_share_file], ids=["key", "share"])
+def test_devices_and_pipes_are_refused_unread(tmp_path: Path, read: Callable[[Path], object]) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    for path in (Path("/dev/zero"), fifo, tmp_path):
+        with no_blocking(), pytest.raises(KeyError_) as error:
+            read(path)
+        assert error.value.where == str(path) and "not a regular file" in error.value.what
+
+
+@pytest.mark.parametrize(("read", "limit", "text"), ids=["key", "share"], argvalues=[
+    (read_key_file, 256, Key(bytes(range(32))).secret.hex()),
+    (read_share_file, 512, split_key(Key(bytes(range(32))), 2, 2)[0])])
+def test_large_files_are_refused(tmp_path: Path, read: Callable[[Path], object], limit: int,
+                                 text: str) -> None:
+    path = tmp_path / "padded"
+    path.write_text(text + " " * (limit - len(text)))
+    path.chmod(0o600)
+    read(path)  # at the limit, whitespace around the value is fine
+    path.write_text(text + " " * (limit + 1 - len(text)))
+    with pytest.raises(KeyError_, match="too large"):
+        read(path)
+
+
+def test_the_key_files_mode_is_checked_before_it_is_opened(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "k"
+    path.write_text("5e" * 32)
+    path.chmod(0o640)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the key file was opened")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    monkeypatch.setattr(Path, "read_text", refuse)
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(KeyError_, match=r"accessible to others \(mode 640\)"):
+        read_key_file(path)

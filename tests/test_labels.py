@@ -3,10 +3,13 @@ whatever the batch size; every CSV mistake refused at its line and column."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
+import signal
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -173,6 +176,20 @@ def test_frames_without_a_whole_ip_header_are_left_to_the_rules(tmp_path: Path) 
     assert ground.unmatched() == [2]
 
 
+def test_dropped_frames_get_no_label_and_match_no_row(tmp_path: Path) -> None:
+    """One of the two `web` frames and the only `icmp any` frame are dropped: the icmp row then
+    labelled nothing in the trace, and the rules' default does not label dropped frames either."""
+    ground = truth(tmp_path, TRUTH)
+    batch = truth_batch()
+    for position in (0, 11):
+        batch.drop(position, "not wanted")
+    expected = [None if position in (0, 11) else label or "other"
+                for position, (_, _, label) in enumerate(TRUTH_CASES)]
+    assert Labeling(LabelRules((), "other"), ground).label(batch) == expected
+    assert ground.counts == [1, 2, 2, 0, 0, 0]
+    assert ground.unmatched() == [5, 6, 7]
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("1704164645.123456789", T0 + 123456789),  # a float would round this
     ("1704164645", T0),
@@ -239,6 +256,40 @@ def test_an_unreadable_labels_file_names_the_file(tmp_path: Path) -> None:
         with pytest.raises(UsageError) as caught:
             GroundTruth.read(path)
         assert caught.value.where == str(path) and "cannot read the labels file" in caught.value.what
+
+
+@contextlib.contextmanager
+def no_blocking(seconds: int = 5) -> Iterator[None]:
+    """Fail, rather than hang, if the body blocks (opening a pipe for reading waits for a writer)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise AssertionError("blocked")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_devices_and_pipes_are_refused_unread(tmp_path: Path) -> None:
+    fifo = tmp_path / "truth.csv"
+    os.mkfifo(fifo)
+    for path in (Path("/dev/zero"), fifo):
+        with no_blocking(), pytest.raises(UsageError) as caught:
+            GroundTruth.read(path)
+        assert caught.value.where == str(path) and "not a regular file" in caught.value.what
+
+
+def test_a_labels_file_over_64_mib_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.csv"
+    with path.open("wb") as stream:
+        stream.truncate((64 << 20) + 1)  # sparse: nothing is written, and nothing must be read
+    with pytest.raises(UsageError) as caught:
+        GroundTruth.read(path)
+    assert caught.value.where == str(path) and "larger than 64 MiB" in caught.value.what
 
 
 class DropFrames(Transform):

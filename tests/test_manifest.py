@@ -364,3 +364,26 @@ def test_missing_manifest(tmp_path: Path) -> None:
     with pytest.raises(TraceFormatError, match="cannot read manifest") as error:
         verify(tmp_path / "nothing.pcap")
     assert error.value.where == str(tmp_path / "nothing.pcap.manifest.json")
+
+
+def test_a_manifest_copied_beside_another_trace_does_not_vouch_for_it(tmp_path: Path) -> None:
+    from anontrace.manifest import build_manifest as build
+    from anontrace.rules.compile import read_rules
+
+    good = tmp_path / "good.pcap"
+    good.write_bytes(b"good trace")
+    manifest = build(rules=read_rules(None), key_fingerprint="00" * 8, one_time_key=False, inputs=[],
+                     files=[file_entry("trace", good)], frames={"in": 0, "out": 0, "dropped": {}, "cut": {}},
+                     labels={}, report_passed=True, created="2026-11-21T00:00:00Z")
+    write_manifest(tmp_path / "good.pcap.manifest.json", manifest)
+    write_manifest(tmp_path / "evil.pcap.manifest.json", manifest)
+    (tmp_path / "evil.pcap").write_bytes(b"evil trace")
+
+    assert verify(good).problems == []
+    problems = verify(tmp_path / "evil.pcap").problems
+    assert problems == ["evil.pcap: not the trace this manifest describes (good.pcap)"]
+
+    empty = dict(manifest, files=[])
+    write_manifest(tmp_path / "empty.pcap.manifest.json", empty)
+    assert verify(tmp_path / "empty.pcap").problems == [
+        "the manifest names 0 traces; a bundle has exactly one"]

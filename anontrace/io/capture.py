@@ -18,7 +18,7 @@ import zstandard
 from anontrace.errors import OutputError, TraceFormatError
 from anontrace.io.pcap import MAGICS, PcapReader, PcapWriter
 from anontrace.io.pcapng import SHB, PcapngReader, PcapngWriter
-from anontrace.io.stream import CHUNK, open_input
+from anontrace.io.stream import CHUNK, DamagedInput, open_input
 
 Reader = PcapReader | PcapngReader
 Writer = PcapWriter | PcapngWriter
@@ -29,7 +29,11 @@ COMPRESSIONS = (".gz", ".zst")
 def open_reader(path: str) -> Reader:
     """Open a pcap or pcapng capture (possibly compressed, `-` for stdin), found by its magic."""
     stream = open_input(path)
-    head = stream.read(4)
+    try:
+        head = stream.read(4)
+    except DamagedInput as exc:
+        stream.close()
+        raise TraceFormatError(f"{stream.name}: byte 0", exc.what, exc.hint) from None
     if not head:
         stream.close()
         raise TraceFormatError(stream.name, "file is empty", "a capture starts with a pcap or pcapng header")

@@ -1,4 +1,8 @@
-"""Classic pcap: microsecond and nanosecond magic, both byte orders, any snaplen."""
+"""Classic pcap: microsecond and nanosecond magic, both byte orders, any snaplen.
+
+A file that ends inside a record (or whose compressed data breaks there) is refused with an error
+located at that record's start, and nothing is published; one that ends between records is whole.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import BinaryIO
 
 from anontrace.errors import TraceFormatError
 from anontrace.io.limits import MAX_PACKET, MAX_RECORD
-from anontrace.io.stream import ByteStream
+from anontrace.io.stream import ByteStream, DamagedInput
 from anontrace.packet.frame import NS_PER_SECOND, Frame, Interface
 from anontrace.packet.linktypes import is_known
 
@@ -32,10 +36,14 @@ class PcapReader:
         self.notices: Counter[str] = Counter()
         order, self.nanosecond = MAGICS[struct.unpack_from("<I", head)[0]]
         self._order = order
-        header = head + stream.read(HEADER - len(head))
+        try:
+            header = head + stream.read(HEADER - len(head))
+        except DamagedInput as exc:
+            raise TraceFormatError(f"{stream.name}: byte 0", exc.what, exc.hint) from None
         if len(header) < HEADER:
-            raise TraceFormatError(f"{stream.name}: byte {len(header)}",
-                                   "file ends inside the pcap file header")
+            raise TraceFormatError(f"{stream.name}: byte 0",
+                                   f"file ends inside the pcap file header ({len(header)} of {HEADER} bytes)",
+                                   _TRUNCATED_HINT)
         _, _, _, _, _, snaplen, network = struct.unpack(order + "IHHiIII", header)
         self.link_field = network
         linktype = network & 0xFFFF
@@ -54,26 +62,34 @@ class PcapReader:
         index = 0
         while True:
             offset = stream.offset
-            head = stream.read(RECORD)
-            if not head:
-                return
-            if len(head) < RECORD:
-                raise TraceFormatError(f"{name}: frame {index + 1} at byte {offset}",
-                                       "file ends inside a record header", _TRUNCATED_HINT)
-            seconds, fraction, caplen, wirelen = unpack(head)
-            if caplen > limit:
-                raise TraceFormatError(f"{name}: frame {index + 1} at byte {offset}",
-                                       f"record claims {caplen} bytes, more than the snaplen "
-                                       f"or the {MAX_RECORD >> 20} MiB limit", _DAMAGED_HINT)
-            if caplen > snaplen:
-                self.notices["records longer than the file's snaplen (read whole)"] += 1
-            data = stream.read(caplen)
+            try:
+                head = stream.read(RECORD)
+                if not head:
+                    return
+                if len(head) < RECORD:
+                    raise TraceFormatError(_at(name, index, offset), "file ends inside a record header",
+                                           _TRUNCATED_HINT)
+                seconds, fraction, caplen, wirelen = unpack(head)
+                if caplen > limit:
+                    raise TraceFormatError(_at(name, index, offset),
+                                           f"record claims {caplen} bytes, more than the snaplen "
+                                           f"or the {MAX_RECORD >> 20} MiB limit", _DAMAGED_HINT)
+                if caplen > snaplen:
+                    self.notices["records longer than the file's snaplen (read whole)"] += 1
+                data = stream.read(caplen)
+            except DamagedInput as exc:  # compressed data broken inside this record: locate it here
+                raise TraceFormatError(_at(name, index, offset), exc.what, exc.hint) from None
             if len(data) < caplen:
-                raise TraceFormatError(f"{name}: frame {index + 1} at byte {offset}",
+                raise TraceFormatError(_at(name, index, offset),
                                        f"file ends inside the record ({len(data)} of {caplen} bytes)",
                                        _TRUNCATED_HINT)
             yield Frame(index, seconds * NS_PER_SECOND + fraction * scale, data, wirelen, linktype)
             index += 1
+
+
+def _at(name: str, index: int, offset: int) -> str:
+    """Where a record is: built only for an error, as the loop above is the hot path."""
+    return f"{name}: frame {index + 1} at byte {offset}"
 
 
 _TRUNCATED_HINT = "the capture was cut short; cut it at the last whole record (e.g. `editcap`)"

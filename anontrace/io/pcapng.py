@@ -3,6 +3,8 @@
 Only what a frame needs is read: link type, snap length, `if_tsresol` and `if_tsoffset`. All other
 blocks (name resolution, statistics, decryption secrets, custom, ...) and every option carrying
 names, comments or host details are left behind and counted, never copied to the output.
+A file that ends inside a block (or whose compressed data breaks there) is refused with an error
+located at that block's start, as in `pcap`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import BinaryIO
 from anontrace import __version__
 from anontrace.errors import TraceFormatError
 from anontrace.io.limits import MAX_RECORD
-from anontrace.io.stream import ByteStream
+from anontrace.io.stream import ByteStream, DamagedInput
 from anontrace.packet.frame import Frame, Interface, ns_to_units, units_to_ns
 from anontrace.packet.linktypes import is_known
 
@@ -28,6 +30,7 @@ BLOCK_NAMES = {
     0x00000008: "ARINC 429",
 }
 OPT_TSRESOL, OPT_TSOFFSET = 9, 14
+SHB_SHORTEST = 28  # type, length, byte-order magic, version, section length, trailing length
 
 
 class PcapngReader:
@@ -50,39 +53,50 @@ class PcapngReader:
 
     def _blocks(self) -> Iterator[tuple[int, int, bytes]]:
         """Yield (block type, file offset, body) for every block, checking lengths."""
-        stream = self.stream
         head = self._head
         while True:
-            offset = stream.offset - len(head)
-            head += stream.read(8 - len(head))
-            if not head:
+            offset = self.stream.offset - len(head)
+            try:
+                block = self._block(head, offset)
+            except DamagedInput as exc:  # compressed data broken inside this block: locate it here
+                raise TraceFormatError(self._where(offset), exc.what, exc.hint) from None
+            if block is None:
                 return
-            if len(head) < 8:
-                raise TraceFormatError(self._where(offset), "file ends inside a block header")
-            block_type = struct.unpack_from(self._order + "I", head)[0]
-            if block_type == SHB:
-                body_start = stream.read(4)
-                if len(body_start) < 4:
-                    raise TraceFormatError(self._where(offset), "file ends inside a section header")
-                magic = struct.unpack("<I", body_start)[0]
-                if magic not in (BYTE_ORDER_MAGIC, 0x4D3C2B1A):
-                    raise TraceFormatError(self._where(offset + 8), "bad byte-order magic in section header")
-                self._order = "<" if magic == BYTE_ORDER_MAGIC else ">"
-            else:
-                body_start = b""
-            length = struct.unpack_from(self._order + "I", head, 4)[0]
-            if length < 12 + len(body_start) or length % 4 or length > MAX_RECORD:
-                raise TraceFormatError(self._where(offset), f"block length {length} is invalid",
-                                       "the file is damaged at this point")
-            body = body_start + stream.read(length - 12 - len(body_start))
-            trailer = stream.read(4)
-            if len(body) + len(trailer) < length - 8:
-                raise TraceFormatError(self._where(offset), "file ends inside a block",
-                                       "the capture was cut short; cut it at the last whole block")
-            if struct.unpack(self._order + "I", trailer)[0] != length:
-                raise TraceFormatError(self._where(offset), "block's trailing length differs from its header")
-            yield block_type, offset, body
+            yield block
             head = b""
+
+    def _block(self, head: bytes, offset: int) -> tuple[int, int, bytes] | None:
+        """Read the block at `offset` (its first bytes already in `head`); None at the end."""
+        stream = self.stream
+        head += stream.read(8 - len(head))
+        if not head:
+            return None
+        if len(head) < 8:
+            raise TraceFormatError(self._where(offset), "file ends inside a block header")
+        block_type = struct.unpack_from(self._order + "I", head)[0]
+        if block_type == SHB:
+            body_start = stream.read(4)
+            if len(body_start) < 4:
+                raise TraceFormatError(self._where(offset), "file ends inside a section header")
+            magic = struct.unpack("<I", body_start)[0]
+            if magic not in (BYTE_ORDER_MAGIC, 0x4D3C2B1A):
+                raise TraceFormatError(self._where(offset + 8), "bad byte-order magic in section header")
+            self._order = "<" if magic == BYTE_ORDER_MAGIC else ">"
+        else:
+            body_start = b""
+        length = struct.unpack_from(self._order + "I", head, 4)[0]
+        shortest = SHB_SHORTEST if block_type == SHB else 12
+        if length < shortest or length % 4 or length > MAX_RECORD:
+            raise TraceFormatError(self._where(offset), f"block length {length} is invalid",
+                                   "the file is damaged at this point")
+        body = body_start + stream.read(length - 12 - len(body_start))
+        trailer = stream.read(4)
+        if len(body) + len(trailer) < length - 8:
+            raise TraceFormatError(self._where(offset), "file ends inside a block",
+                                   "the capture was cut short; cut it at the last whole block")
+        if struct.unpack(self._order + "I", trailer)[0] != length:
+            raise TraceFormatError(self._where(offset), "block's trailing length differs from its header")
+        return block_type, offset, body
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -95,7 +109,7 @@ class PcapngReader:
                 self._interface(offset, body)
                 continue
             elif block_type == SHB:
-                self._section = []
+                self._new_section(offset, body)
                 continue
             else:
                 name = BLOCK_NAMES.get(block_type, f"type 0x{block_type:08x}")
@@ -103,6 +117,14 @@ class PcapngReader:
                 continue
             yield frame
             index += 1
+
+    def _new_section(self, offset: int, body: bytes) -> None:
+        """A section's interfaces are its own; a major version other than 1 is another format."""
+        major = struct.unpack_from(self._order + "H", body, 4)[0]
+        if major != 1:
+            raise TraceFormatError(self._where(offset + 12), f"section header has major version {major}",
+                                   "only pcapng version 1 is defined; the file is damaged at this point")
+        self._section = []
 
     def _interface(self, offset: int, body: bytes) -> None:
         if len(body) < 8:

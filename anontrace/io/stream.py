@@ -16,6 +16,13 @@ from anontrace.errors import TraceFormatError
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_DAMAGED_HINT = "the input is damaged or cut short (offsets in compressed input count uncompressed bytes)"
+
+
+class DamagedInput(TraceFormatError):
+    """The bytes under a capture could not be read (a read error, or compressed data that is damaged
+    or ends early). `where` is the uncompressed offset at which reading failed; readers re-raise it
+    located at the record they were reading, so every damaged capture is reported the same way."""
 
 
 class ByteStream:
@@ -43,14 +50,17 @@ class ByteStream:
         return data
 
     def _fill(self, size: int) -> None:
+        """Buffer at least `size` bytes (fewer at the end), reading at most CHUNK at a time: a
+        record that claims more bytes than the input holds costs only what the input holds."""
         parts = [self._buffer[self._pos:]]
         have = len(parts[0])
         while have < size:
             try:
-                chunk = self._raw.read(max(CHUNK, size - have))
+                chunk = self._raw.read(CHUNK)
             except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
-                raise TraceFormatError(f"{self.name}: byte {self.offset + have}",
-                                       f"cannot read input: {exc}") from None
+                raise DamagedInput(f"{self.name}: byte {self.offset + have}",
+                                   f"cannot read input past byte {self.offset + have}: {exc}",
+                                   _DAMAGED_HINT) from None
             if not chunk:
                 break
             parts.append(chunk)
@@ -119,6 +129,21 @@ class _Prefixed:
         self._raw.close()
 
 
+class _Gunzip:
+    """gzip input, read a decoded piece at a time. `GzipFile.read` fills its whole request before
+    returning, so the data decoded before a break in the stream would be lost with the break,
+    and the error would point at an earlier record than the one the damage is in."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._file = gzip.GzipFile(fileobj=raw, mode="rb")
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read1(size)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 class _ZstdFrames:
     """Reads concatenated zstd frames, and refuses input that ends inside a frame."""
 
@@ -173,7 +198,7 @@ def open_input(path: str) -> ByteStream:
     source = _Prefixed(head, raw)
     counter: BinaryIO = source  # type: ignore[assignment]
     if head.startswith(GZIP_MAGIC):
-        return ByteStream(gzip.GzipFile(fileobj=counter, mode="rb"), name, counter, source)  # type: ignore[arg-type]
+        return ByteStream(_Gunzip(counter), name, counter, source)  # type: ignore[arg-type]
     if head.startswith(ZSTD_MAGIC):
         return ByteStream(_ZstdFrames(source), name, counter, source)  # type: ignore[arg-type]
     return ByteStream(counter, name, source=source)

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from anontrace.leakage.gates import value_at
+
 GATES_SHOWN = 5
 NOT_MEASURED = "not measured"
 
@@ -24,14 +26,6 @@ def _n(value: Any) -> str:
     if isinstance(value, float) and not value.is_integer():
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     return f"{int(value):,}"
-
-
-def _get(report: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(report, Mapping) or report.get(part) is None:
-            return None
-        report = report[part]
-    return report
 
 
 def _unique(section: Mapping[str, Any] | None) -> str:
@@ -85,15 +79,15 @@ def _coverage(coverage: Mapping[str, Any] | None) -> list[tuple[str, Text]]:
 def _risk(risk: Mapping[str, Any] | None) -> list[tuple[str, Text]]:
     rows = []
     for key, name in (("fingerprints", "unique fingerprints"), ("services", "unique service sets")):
-        section = _get(risk, key)
-        rows.append((name, Text(f"{_unique(section)}, original {_unique(_get(section, 'original'))}"
+        section = value_at(risk, key)
+        rows.append((name, Text(f"{_unique(section)}, original {_unique(value_at(section, 'original'))}"
                                 if section is not None else NOT_MEASURED)))
     for family in ("ipv4", "ipv6"):
-        disclosure = _get(risk, "prefix_disclosure", family)
+        disclosure = value_at(risk, f"prefix_disclosure.{family}")
         rows.append((f"{family} bits revealed", Text(NOT_MEASURED if disclosure is None else
                      f"mean {_n(disclosure.get('mean_bits'))}, max {_n(disclosure.get('max_bits'))} "
                      f"({_n(disclosure.get('known_hosts'))} known hosts)")))
-    skew, scans, timing = _get(risk, "clock_skew"), _get(risk, "scans"), _get(risk, "timing")
+    skew, scans, timing = (value_at(risk, key) for key in ("clock_skew", "scans", "timing"))
     rows.append(("clock skew exposed", Text(NOT_MEASURED if skew is None else
                  f"{_n(skew.get('exposed_hosts'))} of {_n(skew.get('hosts_with_timestamps'))} hosts")))
     rows.append(("scan sweeps", Text(NOT_MEASURED if scans is None else
@@ -105,19 +99,19 @@ def _risk(risk: Mapping[str, Any] | None) -> list[tuple[str, Text]]:
 
 
 def _utility(utility: Mapping[str, Any] | None) -> list[tuple[str, Text]]:
-    before, after = _get(utility, "original"), _get(utility, "anonymized")
+    before, after = value_at(utility, "original"), value_at(utility, "anonymized")
 
-    def change(*path: str) -> Text:
-        was = "" if before is None else f"{_n(_get(before, *path))} -> "
-        return Text(NOT_MEASURED if after is None else was + _n(_get(after, *path)))
+    def change(path: str) -> Text:
+        was = "" if before is None else f"{_n(value_at(before, path))} -> "
+        return Text(NOT_MEASURED if after is None else was + _n(value_at(after, path)))
 
-    kept = _get(utility, "flows_kept_fraction")
+    kept = value_at(utility, "flows_kept_fraction")
     flows = change("flows")
     if kept is not None:
         flows.append(f" ({kept:.0%} kept)")
     return [("flows", flows), ("packets", change("packets")), ("bytes", change("bytes")),
-            ("median packets per flow", change("packets_per_flow", "median")),
-            ("median flow duration (s)", change("duration_s", "median"))]
+            ("median packets per flow", change("packets_per_flow.median")),
+            ("median flow duration (s)", change("duration_s.median"))]
 
 
 def summary(report: Mapping[str, Any], console: Console) -> None:

@@ -8,6 +8,7 @@ security team relies on, and an unmeasured figure keeps no promise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,13 +45,20 @@ class Gate:
     source: str
 
 
-def figure(report: Mapping[str, Any], path: str) -> float | None:
-    """The value of a dotted path in the report, or None when it was not measured."""
-    value: Any = report
+def value_at(report: Any, path: str) -> Any:
+    """The value at a dotted path in a report (or in any of its sections), or None where a step
+    is missing or null; the one lookup the gates and the renderers share."""
+    value = report
     for part in path.split("."):
         if not isinstance(value, Mapping) or value.get(part) is None:
             return None
         value = value[part]
+    return value
+
+
+def figure(report: Mapping[str, Any], path: str) -> float | None:
+    """The number at a dotted path in the report, or None when it was not measured."""
+    value = value_at(report, path)
     return None if isinstance(value, bool) or not isinstance(value, int | float) else value
 
 
@@ -74,6 +82,8 @@ def parse_option(text: str) -> Gate:
         value = float(limit)
     except ValueError:
         raise UsageError("--fail-on", f"limit {limit!r} of {name} is not a number") from None
+    if not math.isfinite(value):
+        raise UsageError("--fail-on", f"limit {limit.strip()!r} of {name} is not a finite number")
     return Gate(name.strip(), value, "--fail-on")
 
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from anontrace.leakage.gates import FIGURES
+from anontrace.leakage.gates import FIGURES, value_at
 
 FINDINGS_SHOWN = 200
 REASONS_SHOWN = 15
@@ -72,15 +72,6 @@ def _compact(value: float) -> str:
         if abs(value) >= size:
             return f"{value / size:.3g}{suffix}"
     return f"{value:.3g}"
-
-
-def _get(report: Any, *path: str) -> Any:
-    """A nested value, or None where any step is missing or null."""
-    for part in path:
-        if not isinstance(report, Mapping) or report.get(part) is None:
-            return None
-        report = report[part]
-    return report
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], classes: Sequence[str] = ()) -> str:
@@ -255,7 +246,7 @@ def _findings(residual: Mapping[str, Any]) -> str:
         return ""
     rows = [(f.get("kind"), f.get("value"), f.get("encoding"), f.get("file"),
              f.get("frame") if f.get("frame") is not None else "file metadata", f.get("offset"),
-             _get(f, "first_seen", "frame"), _get(f, "first_seen", "where"))
+             value_at(f, "first_seen.frame"), value_at(f, "first_seen.where"))
             for f in findings[:FINDINGS_SHOWN]]
     table = _table(["kind", "value", "encoding", "file", "frame", "offset", "first seen: frame", "where"],
                    rows)
@@ -310,7 +301,7 @@ def _k_anonymity(risk: Mapping[str, Any]) -> str:
         labels.append(key)
         for side in series:
             population = section if side == "anonymized" else section.get("original")
-            series[side].append(_get(population, "unique_fraction"))
+            series[side].append(value_at(population, "unique_fraction"))
     drawn = [(side, [v or 0.0 for v in values]) for side, values in series.items()
              if values and None not in values]
     return html + bars("uniqueness", "Fraction of hosts that are unique, original vs anonymized", labels,
@@ -323,10 +314,10 @@ def _prefix(disclosure: Mapping[str, Any] | None) -> str:
         return html + _note(NOT_MEASURED)
     families = [(name, disclosure.get(name)) for name in ("ipv4", "ipv6")]
     html += _table(["family", "known hosts", "other hosts", "mean bits", "median bits", "max bits"],
-                   [(name, *(_get(f, k) for k in ("known_hosts", "hosts", "mean_bits", "median_bits",
-                                                   "max_bits"))) for name, f in families])
+                   [(name, *(value_at(f, k) for k in ("known_hosts", "hosts", "mean_bits", "median_bits",
+                                                       "max_bits"))) for name, f in families])
     for name, family in families:
-        histogram = _get(family, "histogram") or []
+        histogram = value_at(family, "histogram") or []
         html += bars(f"prefix-{name}", f"{name}: address bits revealed by the known hosts",
                      [str(b.get("bits")) for b in histogram],
                      [("anonymized", [b.get("hosts", 0) for b in histogram])], ("bits revealed", "hosts"),
@@ -397,22 +388,22 @@ def _utility(utility: Mapping[str, Any] | None) -> str:
     if utility is None:
         return head + _note(NOT_MEASURED) + "</section>"
     sides = [(side, utility.get(side)) for side in ("original", "anonymized")]
-    rows = [(side, _get(st, "flows"), _get(st, "packets"), _get(st, "bytes")) for side, st in sides]
+    rows = [(side, *(value_at(st, key) for key in ("flows", "packets", "bytes"))) for side, st in sides]
     html = _table(["trace", "flows", "packets", "bytes"], rows)
     html += _facts([("flows kept", utility.get("flows_kept_fraction"))])
-    summary = [(title, side, *(_get(st, key, s) for s in ("min", "median", "mean", "p95", "max")))
+    summary = [(title, side, *(value_at(st, f"{key}.{s}") for s in ("min", "median", "mean", "p95", "max")))
                for key, (title, _) in UTILITY_FIGURES.items() for side, st in sides]
     html += _table(["figure", "trace", "min", "median", "mean", "p95", "max"], summary)
     for key, (title, unit) in UTILITY_FIGURES.items():
-        after = _get(utility, "anonymized", "histograms", key)
-        before = _get(utility, "original", "histograms", key)
+        after = value_at(utility, f"anonymized.histograms.{key}")
+        before = value_at(utility, f"original.histograms.{key}")
         if after is None:
             html += _missing(f"utility-{key}", title, NOT_MEASURED)
             continue
         edges, counts = after.get("edges", []), after.get("counts", [])
         labels = [f"{_compact(a)}-{_compact(b)}" for a, b in itertools.pairwise(edges)][:len(counts)]
         series = [("anonymized", counts[:len(labels)])]
-        if _get(before, "edges") == edges and len(_get(before, "counts") or []) == len(counts):
+        if value_at(before, "edges") == edges and len(value_at(before, "counts") or []) == len(counts):
             series.insert(0, ("original", before["counts"][:len(labels)]))
         html += bars(f"utility-{key}", f"{title}, before and after", labels, series, (unit, "flows"))
     return head + html + "</section>"

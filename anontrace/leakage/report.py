@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from anontrace import __version__
 from anontrace.errors import TraceFormatError
 from anontrace.io.capture import open_reader
 from anontrace.leakage.gates import Gate, evaluate
-from anontrace.leakage.residual import IdentifierCollector, scan
+from anontrace.leakage.residual import IdentifierCollector, merge_residual, scan, scan_texts
 from anontrace.leakage.risk import RiskCollector
 from anontrace.leakage.utility import UtilityCollector
 from anontrace.packet.batch import Batch
@@ -33,6 +33,7 @@ from anontrace.transforms.names import Names, NamesConfig
 FORMAT, VERSION = "anontrace-report", 1
 NOT_IN_OUTPUT = "not in the anonymized trace"
 MAX_UNMATCHED_FRACTION = 0.5  # more originals than this without a counterpart: not the same capture
+MIN_UNMATCHED = 3  # ... unless there are very few (a rule may drop a frame or two of a tiny capture)
 # The payload transform counts the frames it cut short among its counts, not among the cuts by
 # reason (a cut to the kept length is what it is for, not a failure to understand the frame).
 PAYLOAD_CUTS, PAYLOAD_REASON = "payloads cut", "payload"
@@ -99,14 +100,19 @@ class ReportBuilder:
 
     def finish(self, *, anonymized: str, scan_path: str | None = None, original: str | None = None,
                rules: str | None = None, key_fingerprint: str | None = None,
-               gates: Sequence[Gate] = (), created: str | None = None) -> dict[str, Any]:
+               gates: Sequence[Gate] = (), created: str | None = None,
+               texts: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
         """The report. `scan_path` is where the anonymized capture can be read now (a staged file
-        not yet published under `anonymized`); findings name `anonymized`."""
+        not yet published under `anonymized`); findings name `anonymized`. `texts` are other
+        texts that travel with the trace (the labels), searched too."""
         residual = None
         if self.identifiers is not None:
             residual = scan(scan_path or anonymized, self.identifiers, self.kept, keep_names=self.keep_names)
             for finding in residual["findings"]:
                 finding["file"] = anonymized
+            if texts:
+                residual = merge_residual(residual, scan_texts(texts, self.identifiers, self.kept,
+                                                               keep_names=self.keep_names))
         coverage = self.coverage.result()
         report: dict[str, Any] = {
             "format": FORMAT, "version": VERSION, "tool": f"anontrace {__version__}",
@@ -138,18 +144,40 @@ def _corresponds(original: Frame, found: Layers, anonymized: Frame, theirs: Laye
             and _kinds(found, len(anonymized.data)) == _kinds(theirs, len(anonymized.data)))
 
 
+class _Pairs:
+    """Original frames with their anonymized bytes and times, handed out a batch at a time."""
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self.frames: list[Frame] = []
+        self.layers: list[Layers] = []
+        self.data: list[bytearray] = []
+        self.times: list[int] = []
+        self.dropped: dict[int, str] = {}
+
+    def add(self, frame: Frame, found: Layers, theirs: Frame | None) -> None:
+        if theirs is None:
+            self.dropped[len(self.frames)] = NOT_IN_OUTPUT
+        self.frames.append(frame)
+        self.layers.append(found)
+        self.data.append(bytearray(theirs.data) if theirs is not None else bytearray())
+        self.times.append(theirs.ts_ns if theirs is not None else frame.ts_ns)
+
+    def take(self, at_least: int) -> Iterator[Batch]:
+        if self.frames and len(self.frames) >= at_least:
+            yield Batch(self.frames, self.layers, self.data, self.times, self.dropped)
+            self._reset()
+
+
 def pair_batches(original: str, anonymized: str) -> Iterator[Batch]:
     """Batches of (original frame, anonymized bytes and time), matching each anonymized frame to
     the next original frame it could have come from; originals passed over are marked dropped.
     Raises TraceFormatError when the two captures do not correspond."""
     originals = open_reader(original)
     outputs = open_reader(anonymized)
-    frames: list[Frame] = []
-    layers: list[Layers] = []
-    data: list[bytearray] = []
-    times: list[int] = []
-    dropped: dict[int, str] = {}
-    skipped = 0
+    pairs = _Pairs()
     try:
         source = iter(originals)
         for theirs in outputs:
@@ -161,31 +189,15 @@ def pair_batches(original: str, anonymized: str) -> Iterator[Batch]:
                                            f"has no counterpart in {original}: the two captures do "
                                            "not correspond", "give the capture this one was made from")
                 found = dissect(frame.data, frame.linktype)
-                frames.append(frame)
-                layers.append(found)
                 if _corresponds(frame, found, theirs, their_layers):
-                    data.append(bytearray(theirs.data))
-                    times.append(theirs.ts_ns)
+                    pairs.add(frame, found, theirs)
                     break
-                dropped[len(frames) - 1] = NOT_IN_OUTPUT
-                data.append(bytearray())
-                times.append(frame.ts_ns)
-                skipped += 1
-            if len(frames) >= BATCH_FRAMES:
-                yield Batch(frames, layers, data, times, dropped)
-                frames, layers, data, times, dropped = [], [], [], [], {}
+                pairs.add(frame, found, None)
+            yield from pairs.take(BATCH_FRAMES)
         for frame in source:
-            frames.append(frame)
-            layers.append(dissect(frame.data, frame.linktype))
-            dropped[len(frames) - 1] = NOT_IN_OUTPUT
-            data.append(bytearray())
-            times.append(frame.ts_ns)
-            skipped += 1
-            if len(frames) >= BATCH_FRAMES:
-                yield Batch(frames, layers, data, times, dropped)
-                frames, layers, data, times, dropped = [], [], [], [], {}
-        if frames:
-            yield Batch(frames, layers, data, times, dropped)
+            pairs.add(frame, dissect(frame.data, frame.linktype), None)
+            yield from pairs.take(BATCH_FRAMES)
+        yield from pairs.take(1)
     finally:
         originals.stream.close()
         outputs.stream.close()
@@ -218,7 +230,7 @@ def names_config(transforms: Sequence[object]) -> NamesConfig | None:
 
 
 def report_files(original: str | None, anonymized: str, *, kept: Callable[[bytes], bool] | None = None,
-                 labeler: Any = None, rules: str | None = None, key_fingerprint: str | None = None,
+                 rules: str | None = None, key_fingerprint: str | None = None,
                  gates: Sequence[Gate] = (), known: list[bytes] | None = None,
                  names: NamesConfig | None = None) -> dict[str, Any]:
     """The report for a pair of captures (or for an anonymized capture alone)."""
@@ -226,13 +238,14 @@ def report_files(original: str | None, anonymized: str, *, kept: Callable[[bytes
     batches = pair_batches(original, anonymized) if original is not None else solo_batches(anonymized)
     observers = builder.observers
     for batch in batches:
-        labels: list[str | None] = labeler.label(batch) if labeler is not None else [None] * len(batch)
+        labels: list[str | None] = [None] * len(batch)
         for observer in observers:
             observer.observe(batch, labels)
     coverage = builder.coverage
-    if original is not None and coverage.frames_in and \
-            coverage.dropped[NOT_IN_OUTPUT] > MAX_UNMATCHED_FRACTION * coverage.frames_in and \
-            coverage.dropped[NOT_IN_OUTPUT] > 10:
+    unmatched = coverage.dropped[NOT_IN_OUTPUT]
+    if original is not None and coverage.frames_in and (
+            coverage.frames_out == 0 or (unmatched > MAX_UNMATCHED_FRACTION * coverage.frames_in
+                                         and unmatched > MIN_UNMATCHED)):
         raise TraceFormatError(anonymized, f"only {coverage.frames_out} of {coverage.frames_in} frames "
                                f"of {original} have a counterpart: the two captures do not correspond",
                                "give the capture this one was made from")

@@ -5,13 +5,15 @@ The collector notes each address, MAC and host name the dissector finds in the O
 of them in every frame and in the file's metadata, counting what the rules keep apart from what
 leaked. How bytes are searched (every binary, text, reverse DNS and DNS wire form, and which
 binary matches are chance) is `leakage.search`; which file bytes are metadata, `leakage.metadata`.
+Texts that travel with the capture (labels in labels.csv, flows.csv, the manifest and the report)
+are searched by `scan_texts` for the text forms, and `merge_residual` adds what it finds.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -244,6 +246,19 @@ def kept_by_mappers(ip_mapper: AddressMapper, mac_mapper: MacMapper) -> Kept:
 # Scanning the anonymized file: frames and everything else
 
 
+class Section(dict[str, Any]):
+    """A RESIDUAL section: the JSON object itself, carrying the identifiers behind its `distinct`
+    (`found`) and `kept_by_rule` (`kept`) counts, so that `merge_residual` counts an identifier
+    found in both of two sections once (the findings alone may be capped)."""
+
+    __slots__ = ("found", "kept")
+
+    def __init__(self, content: Mapping[str, Any], found: Set[Identifier], kept: Set[Identifier]) -> None:
+        super().__init__(content)
+        self.found = frozenset(found)
+        self.kept = frozenset(kept)
+
+
 @dataclass(slots=True)
 class Tally:
     """Counts every residual hit; keeps the first `limit` as findings."""
@@ -268,7 +283,9 @@ class Tally:
                 self.kept.add(hit[2])
         return found
 
-    def add(self, identifier: Identifier, encoding: str, frame: int | None, offset: int) -> None:
+    def add(self, identifier: Identifier, encoding: str, frame: int | None, offset: int,
+            file: str | None = None) -> None:
+        """Count one hit; `file` names where it is when that is not `path`."""
         kind, raw = identifier
         self.total += 1
         self.distinct.add(identifier)
@@ -277,15 +294,17 @@ class Tally:
         if len(self.findings) < self.limit:
             seen = self.collector.sighting(identifier)
             self.findings.append({"kind": kind, "value": _text(kind, raw), "encoding": encoding,
-                                  "file": self.path, "frame": frame, "offset": offset,
+                                  "file": self.path if file is None else file, "frame": frame,
+                                  "offset": offset,
                                   "first_seen": {"frame": seen.frame, "where": seen.where}})
 
-    def result(self) -> dict[str, Any]:
-        return {"identifiers_checked": self.collector.counts(), "kept_by_rule": len(self.kept),
-                "total": self.total, "distinct": len(self.distinct),
-                "by_kind": {kind: self.by_kind[kind] for kind in KINDS},
-                "by_encoding": {encoding: self.by_encoding[encoding] for encoding in ENCODINGS},
-                "findings": self.findings, "findings_truncated": self.total > len(self.findings)}
+    def result(self) -> Section:
+        return Section({"identifiers_checked": self.collector.counts(), "kept_by_rule": len(self.kept),
+                        "total": self.total, "distinct": len(self.distinct),
+                        "by_kind": {kind: self.by_kind[kind] for kind in KINDS},
+                        "by_encoding": {encoding: self.by_encoding[encoding] for encoding in ENCODINGS},
+                        "findings": self.findings, "findings_truncated": self.total > len(self.findings)},
+                       self.distinct, self.kept)
 
 
 def _text(kind: str, raw: bytes) -> str:
@@ -299,19 +318,59 @@ def _text(kind: str, raw: bytes) -> str:
 
 
 def scan(path: str, collector: IdentifierCollector, kept: Kept | None = None,
-         limit: int = FINDINGS_LIMIT, keep_names: bool = False) -> dict[str, Any]:
+         limit: int = FINDINGS_LIMIT, keep_names: bool = False) -> Section:
     """The RESIDUAL section of the report: every identifier of `collector` found in the capture
     at `path`. `kept` says which addresses and MACs the rules keep (default `PUBLIC`); with
     `keep_names` (or a collector built with `names: keep`) the rules keep host names. Kept
     identifiers found count once each in `kept_by_rule`; every other hit counts, the first
     `limit` listed as findings."""
-    keeps = kept or PUBLIC
-    searcher = Searcher({raw: not keeps(raw) for raw in collector.addresses},
-                        dict.fromkeys(collector.names, not (keep_names or collector.names_kept)))
+    searcher = _searcher(collector, kept, keep_names)
     tally = Tally(path, collector, limit)
     _scan_frames(path, searcher, tally)
     _scan_metadata(path, searcher, tally)
     return tally.result()
+
+
+def scan_texts(texts: Mapping[str, Iterable[str]], collector: IdentifierCollector, kept: Kept | None = None,
+               keep_names: bool = False, limit: int = FINDINGS_LIMIT) -> Section:
+    """A RESIDUAL section for texts that travel with the capture, such as its labels: every
+    identifier of `collector` written in one of `texts`' values in a text form (dotted or colon
+    address, MAC text, reverse DNS name, host name; bytes equal to a binary form are chance in
+    text). A finding's `file` is the key of its text, `frame` null, `offset` the character offset
+    in that text. `kept`, `keep_names` and `limit` are as for `scan`."""
+    searcher = _searcher(collector, kept, keep_names, text_only=True)
+    tally = Tally("", collector, limit)
+    pieces = ((text.encode("utf-8", "replace"), key) for key, values in texts.items() for text in values)
+    for run, keys in _chunks(pieces):
+        for piece, hits in searcher.search_pieces(run):
+            for start, _, identifier, encoding in most_specific(tally.secret_hits(hits, searcher)):
+                characters = len(run[piece][:start].decode("utf-8", "replace"))
+                tally.add(identifier, encoding, None, characters, file=keys[piece])
+        searcher.forget(tally.kept)
+    return tally.result()
+
+
+def merge_residual(a: Section, b: Section, limit: int = FINDINGS_LIMIT) -> Section:
+    """Two RESIDUAL sections of one collector as one (`scan` of a capture and `scan_texts` of its
+    labels): occurrences added up, an identifier found (or kept) in both counted once, the
+    findings of `a` then those of `b` up to `limit`."""
+    total = a["total"] + b["total"]
+    findings = [*a["findings"], *b["findings"]][:limit]
+    found, kept = a.found | b.found, a.kept | b.kept
+    return Section({"identifiers_checked": dict(a["identifiers_checked"]), "kept_by_rule": len(kept),
+                    "total": total, "distinct": len(found),
+                    "by_kind": {kind: a["by_kind"][kind] + b["by_kind"][kind] for kind in KINDS},
+                    "by_encoding": {encoding: a["by_encoding"][encoding] + b["by_encoding"][encoding]
+                                    for encoding in ENCODINGS},
+                    "findings": findings, "findings_truncated": total > len(findings)}, found, kept)
+
+
+def _searcher(collector: IdentifierCollector, kept: Kept | None, keep_names: bool,
+              text_only: bool = False) -> Searcher:
+    """A searcher for the collector's identifiers, each marked secret unless the rules keep it."""
+    keeps = kept or PUBLIC
+    return Searcher({raw: not keeps(raw) for raw in collector.addresses},
+                    dict.fromkeys(collector.names, not (keep_names or collector.names_kept)), text_only)
 
 
 def _chunks(pieces: Iterable[tuple[bytes, Tag]]) -> Iterator[tuple[list[bytes], list[Tag]]]:

@@ -7,6 +7,10 @@ fingerprinted from TCP timestamps, which scans reveal the mapping of a whole ran
 of the original timing (inter-arrival times, periodic reporting) survives. In pair mode the
 ORIGINAL frames are measured too, so the effect of the rules shows; without the original, the
 figures that need it are null. Memory grows with hosts and flows, never with frames.
+
+The report travels with the trace, so its lists name only what the output shows: periodic flows
+as measured on the output, sweeps by their output source. What the rules hid (a period the noise
+masked, a sweep's order in the original) is counted, never described.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 from anontrace.flows import FiveTuple, original_keys, output_keys
 from anontrace.packet.batch import Batch
+from anontrace.packet.frame import NS_PER_SECOND
 from anontrace.packet.layers import Header, Layers
 
 FEATURES = ["ttl", "tcp_window", "tcp_options", "mss"]
@@ -37,7 +42,6 @@ SEQUENTIAL_FRACTION = 0.8
 SYN, ACK = 0x02, 0x10
 TCP, UDP = 6, 17
 ECHO_REQUEST = {1: 8, 58: 128}  # ICMP and ICMPv6: the only messages that contact a host
-NS_PER_SECOND = 1_000_000_000
 Feature = tuple[int, int, tuple[int, ...], int | None]
 Stream = tuple[int, bytes, bytes, int]  # protocol, source, destination, destination port
 
@@ -208,9 +212,9 @@ class Series:
 
 @dataclass(slots=True)
 class Timed:
-    """One stream (protocol, source, destination, destination port) on both sides."""
+    """One ORIGINAL stream (protocol, source, destination, destination port) on both sides: its
+    frames' original times, and the output times of those of them written."""
 
-    name: FiveTuple | None = None  # the stream in output terms: its first written frame's key
     original: Series = field(default_factory=Series)
     output: Series = field(default_factory=Series)
 
@@ -230,7 +234,8 @@ class RiskCollector:
         self.mapping: dict[bytes, bytes] = {}  # output address -> original address (pair)
         self.clocks: dict[bytes, Clock] = {}
         self.contacts: dict[bytes, dict[bytes, bytes | None]] = {}  # source -> target -> original
-        self.streams: dict[Stream, Timed] = {}
+        self.streams: dict[Stream, Timed] = {}  # original stream -> its times before and after (pair)
+        self.written: dict[Stream, Series] = {}  # output stream -> the times it shows
         self.moments = [0] * 6  # n, x, y, xx, yy, xy of original (x) and output (y) intervals
         self.previous: tuple[int, int] | None = None
 
@@ -244,7 +249,10 @@ class RiskCollector:
             timed = None
             if before is not None:
                 self.original.add(frame.data, before, found)
-                timed = self._stream(before)
+                stream = _stream(before)
+                timed = self.streams.get(stream)
+                if timed is None:
+                    timed = self.streams[stream] = Timed()
                 timed.original.add(frame.ts_ns)
             if position in dropped:
                 continue
@@ -254,10 +262,13 @@ class RiskCollector:
             if after is None:
                 continue
             self._output(out, ts_ns, after, before, found)
-            timed = timed or self._stream(after)
-            timed.output.add(ts_ns)
-            if timed.name is None:
-                timed.name = after
+            if timed is not None:
+                timed.output.add(ts_ns)
+            stream = _stream(after)
+            shown = self.written.get(stream)
+            if shown is None:
+                shown = self.written[stream] = Series()
+            shown.add(ts_ns)
 
     def _output(self, out: bytearray, ts_ns: int, after: FiveTuple, before: FiveTuple | None,
                 found: tuple[Header, Header] | None) -> None:
@@ -280,13 +291,6 @@ class RiskCollector:
                     if clock is None:
                         clock = self.clocks[after.source] = Clock(ts_ns, tick)
                     clock.add(ts_ns, tick)
-
-    def _stream(self, key: FiveTuple) -> Timed:
-        stream = (key.protocol, key.source, key.destination, key.destination_port)
-        timed = self.streams.get(stream)
-        if timed is None:
-            timed = self.streams[stream] = Timed()
-        return timed
 
     def _interarrival(self, original_ns: int, output_ns: int) -> None:
         if self.pair and self.previous is not None:
@@ -314,37 +318,30 @@ class RiskCollector:
                 "clock_skew": self._clock_skew(), "scans": self._scans(), "timing": self._timing()}
 
     def _disclosure(self, size: int) -> dict[str, Any]:
-        """Bits of every other host address revealed by prefix preservation, given the known ones.
-        In pair mode only bits that are right count: the common prefix of the output addresses,
-        but no longer than that of the original ones (a mapping that is not prefix-preserving
-        reveals nothing by it)."""
+        """Bits of every other host address revealed by prefix preservation, given the known ones;
+        not measured (null) when no known host or no other host is in the output. `known_missing`
+        counts the given known addresses of this family that the output never shows."""
         pair, mapping = self.pair, self.mapping
         hosts = [a for a in self.frames
                  if len(a) == size and (a in mapping or not pair) and _is_host(mapping.get(a, a))]
+        missing = 0
         if self.known is None:
             chosen = sorted(hosts, key=lambda a: -self.frames[a])[:self.known_hosts]
         else:
             output = {o: a for a, o in mapping.items()} if pair else {k: k for k in self.frames}
-            chosen = [output[k] for k in self.known if k in output and len(k) == size]
-        known = [(_number(a), _number(mapping.get(a, a))) for a in dict.fromkeys(chosen)]
-        bits = []
-        width = size * 8
-        for address in hosts:
-            if address in chosen:
-                continue
-            value, original = _number(address), _number(mapping.get(address, address))
-            revealed = 0
-            for reference, reference_original in known:
-                shared = width - (value ^ reference).bit_length()
-                if pair:
-                    shared = min(shared, width - (original ^ reference_original).bit_length())
-                revealed = max(revealed, shared)
-            bits.append(revealed)
-        counts = Counter(bits)
-        return {"known_hosts": len(known), "hosts": len(bits),
-                "mean_bits": statistics.fmean(bits) if bits else 0.0,
-                "median_bits": float(statistics.median(bits)) if bits else 0.0,
-                "max_bits": max(bits, default=0),
+            given = [k for k in dict.fromkeys(self.known) if len(k) == size]
+            chosen = [output[k] for k in given if k in output]
+            missing = len(given) - len(chosen)
+        known = [(_number(a), _number(mapping.get(a, a))) for a in chosen]
+        assumed = set(chosen)
+        bits = [_revealed(_number(a), _number(mapping.get(a, a)), known, size * 8, pair)
+                for a in hosts if a not in assumed]
+        measured = bool(known and bits)
+        counts = Counter(bits if measured else [])
+        return {"known_hosts": len(known), "known_missing": missing, "hosts": len(bits),
+                "mean_bits": statistics.fmean(bits) if measured else None,
+                "median_bits": float(statistics.median(bits)) if measured else None,
+                "max_bits": max(bits) if measured else None,
                 "histogram": [{"bits": b, "hosts": n} for b, n in sorted(counts.items())]}
 
     def _clock_skew(self) -> dict[str, Any]:
@@ -370,35 +367,30 @@ class RiskCollector:
             if sequential is not False:
                 exposed += len(targets)
             details.append({"source": _text(source), "targets": len(targets),
-                            "sequential_in_original": sequential})
+                            "sequential_in_original": None})  # the original order stays unsaid
         return {"min_targets": self.min_targets, "sweeps": len(details), "addresses_exposed": exposed,
                 "details": details[:LIST_LIMIT]}
 
     def _timing(self) -> dict[str, Any]:
-        counts = Counter[str]()
-        flows = []
-        for timed in self.streams.values():
-            before = timed.original.periodicity() if self.pair else None
-            after = timed.output.periodicity()
-            was = before is not None and before[0] < PERIODIC_CV
-            now = after is not None and after[0] < PERIODIC_CV
-            counts["original"] += was
-            counts["anonymized"] += now
-            counts["masked"] += was and not now
-            counts["exposed"] += now and (was or not self.pair)
-            shown = before if was else after if now else None  # the period worth reporting
-            if shown is not None:
-                name = _stream_name(timed.name) if timed.name else "(no frame written)"
-                flows.append({"flow": name, "period_s": shown[1],
-                              "original_cv": before[0] if before else None,
-                              "anonymized_cv": after[0] if after else None,
-                              "masked": (was and not now) if self.pair else None})
+        """Periodic streams: counted on both sides (pair), listed only as the output shows them."""
         pair = self.pair
+        counts = Counter[str]()
+        for timed in self.streams.values():
+            was, now = _periodic(timed.original), _periodic(timed.output)
+            counts["original"] += was
+            counts["masked"] += was and not now
+            counts["exposed"] += was and now
+        flows = []
+        for stream, series in self.written.items():
+            shown = series.periodicity()
+            if shown is not None and shown[0] < PERIODIC_CV:
+                flows.append({"flow": _stream_name(stream), "period_s": shown[1], "original_cv": None,
+                              "anonymized_cv": shown[0], "masked": False if pair else None})
         return {"interarrival_correlation": self._correlation(),
                 "periodic_original": counts["original"] if pair else None,
-                "periodic_anonymized": counts["anonymized"],
+                "periodic_anonymized": len(flows),
                 "periodic_masked": counts["masked"] if pair else None,
-                "periodic_exposed": counts["exposed"], "flows": flows[:LIST_LIMIT]}
+                "periodic_exposed": counts["exposed"] if pair else len(flows), "flows": flows[:LIST_LIMIT]}
 
     def _correlation(self) -> float | None:
         """Pearson correlation of original and output inter-arrival times (pair mode)."""
@@ -408,6 +400,36 @@ class RiskCollector:
             return None
         covariance = n * xy - x * y
         return math.copysign(math.sqrt(Fraction(covariance * covariance, spread_x * spread_y)), covariance)
+
+
+def _stream(key: FiveTuple) -> Stream:
+    return key.protocol, key.source, key.destination, key.destination_port
+
+
+def _periodic(series: Series) -> bool:
+    found = series.periodicity()
+    return found is not None and found[0] < PERIODIC_CV
+
+
+def _revealed(address: int, original: int, known: list[tuple[int, int]], width: int, pair: bool) -> int:
+    """Leading bits of a host's original address an adversary learns from the known hosts.
+
+    If the output addresses of the host and a known host share exactly p < width leading bits,
+    a prefix-preserving mapping says their originals share exactly p bits too, and so also that
+    the next bit of the host's is the complement of the known host's: p + 1 bits. In pair mode
+    only bits that are right count: p + 1 when the originals do share exactly p bits, otherwise
+    the shorter of the two common prefixes (a mapping that does not preserve prefixes reveals
+    nothing by them)."""
+    best = 0
+    for reference, reference_original in known:
+        shared = width - (address ^ reference).bit_length()
+        if pair:
+            truly = width - (original ^ reference_original).bit_length()
+            shared = shared + 1 if truly == shared else min(shared, truly)
+        else:
+            shared += 1
+        best = max(best, min(width, shared))
+    return best
 
 
 def _number(address: bytes) -> int:
@@ -431,6 +453,6 @@ def _text(address: bytes) -> str:
     return str(ipaddress.ip_address(address))
 
 
-def _stream_name(key: FiveTuple) -> str:
-    protocol, source, _, destination, port = key.text()
-    return f"{protocol} {source} > {destination}:{port}"
+def _stream_name(stream: Stream) -> str:
+    protocol, source, destination, port = stream
+    return f"{protocol} {_text(source)} > {_text(destination)}:{port}"

@@ -141,10 +141,13 @@ def _lanes(raws: list[bytes], width: int, at: int) -> npt.NDArray[np.uint32]:
 class Searcher:
     """The prefilter tables and exact lookups for a set of identifiers. `addresses` and `names`
     map each identifier looked for to whether it is secret; `forget` stops looking for some
-    (kept identifiers count once, so once found they need not be looked for)."""
+    (kept identifiers count once, so once found they need not be looked for). `text_only` looks
+    for the text forms alone (dotted and colon addresses, MAC text, reverse DNS names, host names):
+    in text a person wrote, such as a label, bytes that equal a binary or DNS wire form are chance."""
 
     addresses: dict[bytes, bool]  # IPv4, IPv6 address or MAC -> secret
     names: dict[bytes, bool]
+    text_only: bool = False
     eui64s: dict[bytes, bytes] = field(init=False)  # EUI-64 interface id -> MAC
     prefixes: dict[bytes, bytes] = field(init=False)  # first labels of a name -> the name
     name_lengths: list[int] = field(init=False)  # longest first
@@ -169,7 +172,7 @@ class Searcher:
             labels = name.split(b".")
             for end in range(1, len(labels)):
                 self.prefixes.setdefault(b".".join(labels[:end]), name)
-        parts = [self._binary_entries(bit, identifiers) for bit in BINARY]
+        parts = [] if self.text_only else [self._binary_entries(bit, identifiers) for bit in BINARY]
         parts.append(self._text_entries(identifiers))
         self.entries = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                         np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
@@ -192,6 +195,8 @@ class Searcher:
         texts = self.texts = {}
         for index, (kind, raw) in enumerate(identifiers):
             for flag, start in text_keys(kind, raw):  # lowercase already
+                if self.text_only and flag >= REVERSE4_WIRE:
+                    continue
                 key = int.from_bytes(start, "little")
                 texts[key] = texts.get(key, 0) | flag
                 keys.append(key)

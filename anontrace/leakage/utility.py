@@ -14,8 +14,8 @@ import numpy as np
 
 from anontrace.flows import FlowTable, original_keys, output_keys
 from anontrace.packet.batch import Batch
+from anontrace.packet.frame import NS_PER_SECOND
 
-NS_PER_SECOND = 1_000_000_000
 DURATION_UNIT_NS = 1_000_000  # duration histogram edges are 0 and 1 ms times powers of two
 
 

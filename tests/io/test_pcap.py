@@ -280,5 +280,6 @@ def test_truncated_file_header_is_located(tmp_path: Path, size: int) -> None:
     path.write_bytes(pcap_header("<")[:size])
     with pytest.raises(TraceFormatError) as caught:
         read_all(path)
-    assert caught.value.where == f"{path}: byte {size}"
+    assert caught.value.where == f"{path}: byte 0"  # the incomplete structure starts there
+    assert f"({size} of 24 bytes)" in caught.value.what
 

@@ -47,21 +47,23 @@ def _risk() -> dict[str, Any]:
                      "k_histogram": [{"k": 1, "hosts": 2}, {"k": 6, "hosts": 6}],
                      "original": {"hosts": 8, "unique": 2, "unique_fraction": 0.25}},
         "prefix_disclosure": {
-            "ipv4": {"known_hosts": 3, "hosts": 10, "mean_bits": 12.5, "median_bits": 8.0, "max_bits": 30,
+            "ipv4": {"known_hosts": 3, "known_missing": 0, "hosts": 10, "mean_bits": 12.5, "median_bits": 8.0,
+                     "max_bits": 30,
                      "histogram": [{"bits": 0, "hosts": 2}, {"bits": 8, "hosts": 5},
                                    {"bits": 30, "hosts": 3}]},
-            "ipv6": {"known_hosts": 1, "hosts": 4, "mean_bits": 64.0, "median_bits": 64.0, "max_bits": 64,
+            "ipv6": {"known_hosts": 1, "known_missing": 0, "hosts": 4, "mean_bits": 64.0, "median_bits": 64.0,
+                     "max_bits": 64,
                      "histogram": [{"bits": 64, "hosts": 4}]},
         },
         "clock_skew": {"min_samples": 50, "min_span_s": 60.0, "hosts_with_timestamps": 5, "exposed_hosts": 2,
                        "hosts": [{"host": "100.64.1.9", "samples": 300, "span_s": 120.0, "skew_ppm": 41.5},
                                  {"host": "100.64.7.2", "samples": 80, "span_s": 90.5, "skew_ppm": -12.25}]},
         "scans": {"min_targets": 16, "sweeps": 1, "addresses_exposed": 20,
-                  "details": [{"source": "100.64.3.3", "targets": 20, "sequential_in_original": True}]},
+                  "details": [{"source": "100.64.3.3", "targets": 20, "sequential_in_original": None}]},
         "timing": {"interarrival_correlation": 0.97, "periodic_original": 2, "periodic_anonymized": 2,
                    "periodic_masked": 0, "periodic_exposed": 2,
                    "flows": [{"flow": "udp 100.64.1.9:5683 > 100.64.0.1:5683", "period_s": 30.0,
-                              "original_cv": 0.01, "anonymized_cv": 0.01, "masked": False}]},
+                              "original_cv": None, "anonymized_cv": 0.01, "masked": False}]},
     }
 
 
@@ -96,8 +98,8 @@ def anonymized_only() -> dict[str, Any]:
     risk = report["risk"]
     risk["fingerprints"]["original"] = None
     risk["services"]["original"] = None
-    risk["prefix_disclosure"]["ipv6"] = {"known_hosts": 0, "hosts": 0, "mean_bits": 0.0, "median_bits": 0.0,
-                                         "max_bits": 0, "histogram": []}
+    risk["prefix_disclosure"]["ipv6"] = {"known_hosts": 0, "known_missing": 0, "hosts": 0, "mean_bits": None,
+                                         "median_bits": None, "max_bits": None, "histogram": []}
     risk["scans"]["details"][0]["sequential_in_original"] = None
     risk["timing"].update(interarrival_correlation=None, periodic_original=None, periodic_masked=None)
     risk["timing"]["flows"][0].update(original_cv=None, masked=None)

@@ -33,7 +33,9 @@ def test_option_syntax() -> None:
     assert parse_option(" risk.fingerprints.unique_fraction = 0.5") == \
         Gate("risk.fingerprints.unique_fraction", 0.5, "--fail-on")
     for bad, message in (("residual.total", "FIGURE=LIMIT"), ("residual.totl=0", "unknown report figure"),
-                         ("residual.total=none", "not a number")):
+                         ("residual.total=none", "not a number"), ("residual.total=inf", "not a finite"),
+                         ("residual.total=nan", "not a finite"),
+                         ("residual.total=-Infinity", "not a finite")):
         with pytest.raises(UsageError, match=message):
             parse_option(bad)
 

@@ -28,7 +28,9 @@ from anontrace.leakage.residual import (
     Sighting,
     identifying_part,
     kept_by_mappers,
+    merge_residual,
     scan,
+    scan_texts,
 )
 from anontrace.leakage.schema import SCHEMA
 from anontrace.pipeline import run
@@ -42,6 +44,7 @@ from tests.leakage.residual_traces import (
     DNS_NAME,
     FRESH_IP,
     FRESH_MAC,
+    HEADERS,
     HOST_NAME,
     IP_A,
     IP_B,
@@ -136,6 +139,78 @@ def test_findings_are_capped_but_all_counted(planted: tuple[Path, dict[str, Any]
     assert residual["total"] == len(PLANTS)
     assert len(residual["findings"]) == 3 and residual["findings_truncated"] is True
     assert [f["frame"] for f in residual["findings"]] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------------------------------
+# Texts that travel with the capture: labels
+
+
+def _finding(kind: str, value: str, encoding: str, file: str, offset: int, seen: tuple[int, str],
+             ) -> dict[str, Any]:
+    return {"kind": kind, "value": value, "encoding": encoding, "file": file, "frame": None,
+            "offset": offset, "first_seen": {"frame": seen[0], "where": seen[1]}}
+
+
+def test_identifiers_written_in_labels_are_found_in_every_text_form() -> None:
+    labels = ["web", f"{DNS_NAME} {IP_A}", f"café {HOST_NAME}", "ptr 3.2.1.10.in-addr.arpa",
+              "to [2001:DB8:1::B]", "mac 00-1A-2B-3C-4D-5E", "bcast 255.255.255.255"]
+    flows = ["backup", f"db {IP_B}"]
+    residual = scan_texts({"labels": labels, "flows": flows}, collector_of(original_packets()))
+    assert residual["findings"] == [
+        _finding("name", DNS_NAME, "text", "labels", 0, (2, "dns name")),
+        _finding("ipv4", IP_A, "text", "labels", len(DNS_NAME) + 1, (1, "ipv4 header")),
+        _finding("name", HOST_NAME, "text", "labels", 5, (4, "dhcp host name")),  # characters, not bytes
+        _finding("ipv4", IP_A, "reverse-dns", "labels", 4, (1, "ipv4 header")),
+        _finding("ipv6", IPV6_B, "text", "labels", 4, (3, "ipv6 header")),
+        _finding("mac", MAC_A, "text", "labels", 4, (2, "mac in link header")),
+        _finding("ipv4", IP_B, "text", "flows", 3, (2, "ipv4 header")),
+    ]
+    assert (residual["total"], residual["distinct"], residual["kept_by_rule"]) == (7, 6, 1)  # 255.255.255.255
+    assert residual["by_kind"] == {"ipv4": 3, "ipv6": 1, "mac": 1, "name": 2}
+    assert residual["by_encoding"] == {"binary": 0, "text": 6, "reverse-dns": 1, "eui64": 0, "dns-wire": 0,
+                                       "metadata": 0}
+    jsonschema.validate(json.loads(json.dumps(residual, allow_nan=False)),
+                        {"$defs": SCHEMA["$defs"], "$ref": "#/$defs/residual"})
+
+
+def test_bytes_equal_to_a_binary_or_wire_form_are_not_text_leaks() -> None:
+    chance = ["\n\x01\x02\x03",  # IP_A's four bytes
+              "\x07printer\x04corp\x07example\x00",  # DNS_NAME in DNS wire labels
+              "\x013\x012\x011\x0210\x07in-addr\x04arpa\x00"]  # IP_A's reverse name in wire labels
+    residual = scan_texts({"labels": chance}, collector_of(original_packets()))
+    assert (residual["total"], residual["findings"], residual["kept_by_rule"]) == (0, [], 0)
+
+
+def test_labels_keep_what_the_rules_keep() -> None:
+    collector = collector_of(original_packets())
+    texts = {"labels": [f"{IP_A} {IP_B} {DNS_NAME}"]}
+    residual = scan_texts(texts, collector, kept=lambda raw: raw == bytes([10, 1, 2, 3]), keep_names=True)
+    assert [f["value"] for f in residual["findings"]] == [IP_B]
+    assert residual["kept_by_rule"] == 2  # IP_A and the name
+
+
+def test_the_labels_section_merges_into_the_captures(tmp_path: Path) -> None:
+    """The capture leaks IP_A and keeps 224.0.0.251; the labels leak IP_A again and LINK_LOCAL,
+    and keep 224.0.0.251 again and 255.255.255.255: each identifier counts once."""
+    collector = collector_of(original_packets())
+    path = write_pcap(tmp_path / "one.pcap", [fresh(f"from {IP_A} to 224.0.0.251".encode())])
+    frames = scan(str(path), collector)
+    labels = scan_texts({"labels": [f"{IP_A} again", LINK_LOCAL, "224.0.0.251 255.255.255.255"]}, collector)
+    merged = merge_residual(frames, labels)
+    assert (merged["total"], merged["distinct"], merged["kept_by_rule"]) == (3, 2, 2)
+    assert merged["by_kind"] == {"ipv4": 2, "ipv6": 1, "mac": 0, "name": 0}
+    assert merged["by_encoding"]["text"] == 3 and sum(merged["by_encoding"].values()) == 3
+    assert [(f["value"], f["file"], f["frame"], f["offset"]) for f in merged["findings"]] == [
+        (IP_A, str(path), 1, HEADERS + 5), (IP_A, "labels", None, 0), (LINK_LOCAL, "labels", None, 0)]
+    assert merged["findings_truncated"] is False
+    assert merged["identifiers_checked"] == collector.counts()
+    jsonschema.validate(json.loads(json.dumps(merged, allow_nan=False)),
+                        {"$defs": SCHEMA["$defs"], "$ref": "#/$defs/residual"})
+    capped = merge_residual(frames, labels, limit=2)
+    assert [f["file"] for f in capped["findings"]] == [str(path), "labels"]
+    assert capped["findings_truncated"] is True and capped["total"] == 3
+    again = merge_residual(merged, labels)  # merging is counting: the same labels twice count twice
+    assert (again["total"], again["distinct"], again["kept_by_rule"]) == (5, 2, 2)
 
 
 # ------------------------------------------------------------------------------------------

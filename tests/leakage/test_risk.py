@@ -21,6 +21,7 @@ from anontrace.crypto.cryptopan import CryptoPAn
 from anontrace.io.capture import open_reader
 from anontrace.io.pcap import PcapWriter
 from anontrace.keys import Key
+from anontrace.leakage.gates import Gate, evaluate
 from anontrace.leakage.risk import RiskCollector
 from anontrace.leakage.schema import SCHEMA
 from anontrace.packet.batch import Batch
@@ -183,13 +184,15 @@ def disclosure_packets() -> list[Packet]:
     return packets
 
 
-def test_prefix_disclosure_reveals_the_common_prefix_with_known_hosts() -> None:
+def test_prefix_disclosure_reveals_the_common_prefix_with_known_hosts_and_the_next_bit() -> None:
+    # a common prefix of p bits also says that bit p + 1 differs: p + 1 bits, at most the width
     known = [packed(KNOWN), packed("2001:db8::1")]
     found = collect(map_addresses(batch_of(disclosure_packets())), known=known)["prefix_disclosure"]
-    assert found["ipv4"] == {"known_hosts": 1, "hosts": 4, "mean_bits": 19.75, "median_bits": 20.0,
-                             "max_bits": 31, "histogram": [{"bits": b, "hosts": 1} for b in (8, 16, 24, 31)]}
-    assert found["ipv6"]["histogram"] == [{"bits": b, "hosts": 1} for b in (20, 64, 127)]
-    assert (found["ipv6"]["known_hosts"], found["ipv6"]["max_bits"]) == (1, 127)
+    assert found["ipv4"] == {"known_hosts": 1, "known_missing": 0, "hosts": 4, "mean_bits": 20.75,
+                             "median_bits": 21.0, "max_bits": 32,
+                             "histogram": [{"bits": b, "hosts": 1} for b in (9, 17, 25, 32)]}
+    assert found["ipv6"]["histogram"] == [{"bits": b, "hosts": 1} for b in (21, 65, 128)]
+    assert (found["ipv6"]["known_hosts"], found["ipv6"]["max_bits"]) == (1, 128)
 
 
 def test_without_the_original_the_busiest_hosts_are_the_known_ones() -> None:
@@ -197,24 +200,46 @@ def test_without_the_original_the_busiest_hosts_are_the_known_ones() -> None:
     anonymized = prepare([Frame(i, 0, bytes(out), len(out), 1) for i, out in enumerate(batch.data)],
                          RunStats())  # what `report ANONYMIZED` feeds: the output as the frames
     found = collect(anonymized, pair=False, known_hosts=1)["prefix_disclosure"]
-    assert found["ipv4"]["histogram"] == [{"bits": b, "hosts": 1} for b in (8, 16, 24, 31)]
-    assert found["ipv6"]["histogram"] == [{"bits": b, "hosts": 1} for b in (20, 64, 127)]
+    assert found["ipv4"]["histogram"] == [{"bits": b, "hosts": 1} for b in (9, 17, 25, 32)]
+    assert found["ipv6"]["histogram"] == [{"bits": b, "hosts": 1} for b in (21, 65, 128)]
     assert (found["ipv4"]["known_hosts"], found["ipv6"]["known_hosts"]) == (1, 1)
 
 
 def test_only_truly_revealed_bits_count_when_the_mapping_does_not_preserve_prefixes() -> None:
-    near, far = flipped(KNOWN, 24), flipped(KNOWN, 8)  # originals share 24 and 8 bits with KNOWN
+    near, far, kept = flipped(KNOWN, 24), flipped(KNOWN, 8), flipped(KNOWN, 16)  # share 24, 8, 16
     mapping = {packed(KNOWN): packed("172.16.0.0"),
                packed(near): packed(flipped("172.16.0.0", 4)),  # output shares 4: 4 bits right
                packed(far): packed(flipped("172.16.0.0", 30)),  # output shares 30: only 8 right
+               packed(kept): packed(flipped("172.16.0.0", 16)),  # shares 16 on both sides: 17 right
                packed("224.0.0.251"): packed("224.0.0.251")}  # multicast: no host
     packets = [ETHER / IP(src=near, dst=KNOWN) / UDP(), ETHER / IP(src=far, dst=KNOWN) / UDP(),
-               ETHER / IP(src=KNOWN, dst="224.0.0.251") / UDP()]
+               ETHER / IP(src=kept, dst=KNOWN) / UDP(), ETHER / IP(src=KNOWN, dst="224.0.0.251") / UDP()]
     found = collect(map_addresses(batch_of(packets), mapping), known_hosts=1)["prefix_disclosure"]
-    assert found["ipv4"]["histogram"] == [{"bits": 4, "hosts": 1}, {"bits": 8, "hosts": 1}]
+    assert found["ipv4"]["histogram"] == [{"bits": b, "hosts": 1} for b in (4, 8, 17)]
     assert found["ipv4"]["known_hosts"] == 1
-    assert found["ipv6"] == {"known_hosts": 0, "hosts": 0, "mean_bits": 0.0, "median_bits": 0.0,
-                             "max_bits": 0, "histogram": []}
+    assert found["ipv6"] == {"known_hosts": 0, "known_missing": 0, "hosts": 0, "mean_bits": None,
+                             "median_bits": None, "max_bits": None, "histogram": []}
+
+
+def test_known_addresses_never_seen_leave_disclosure_unmeasured_and_its_gate_failing() -> None:
+    absent = [packed("192.0.2.77"), packed("192.0.2.78"), packed("2001:db8::99")]
+    batch = map_addresses(batch_of(disclosure_packets()))
+    found = collect(batch, known=absent)["prefix_disclosure"]
+    # 5 IPv4 hosts (KNOWN and its 4 neighbours) and 4 IPv6 ones, none of them known
+    assert found["ipv4"] == {"known_hosts": 0, "known_missing": 2, "hosts": 5, "mean_bits": None,
+                             "median_bits": None, "max_bits": None, "histogram": []}
+    assert (found["ipv6"]["known_missing"], found["ipv6"]["hosts"], found["ipv6"]["max_bits"]) == (1, 4, None)
+    gates = [Gate("risk.prefix_disclosure.ipv4.max_bits", 32, "--fail-on")]
+    assert evaluate({"risk": {"prefix_disclosure": found}}, gates)[0]["passed"] is False
+    one_seen = collect(batch, known=[packed(KNOWN), *absent])["prefix_disclosure"]["ipv4"]
+    assert (one_seen["known_hosts"], one_seen["known_missing"], one_seen["max_bits"]) == (1, 2, 32)
+
+
+def test_a_known_host_alone_in_its_family_measures_nothing() -> None:
+    packets = [ETHER / IP(src=KNOWN, dst="224.0.0.251") / UDP()]  # the multicast group is no host
+    found = collect(batch_of(packets), known=[packed(KNOWN)])["prefix_disclosure"]["ipv4"]
+    assert (found["known_hosts"], found["hosts"]) == (1, 0)
+    assert (found["mean_bits"], found["median_bits"], found["max_bits"]) == (None, None, None)
 
 
 def stamped(source: str, ticks: int) -> Packet:
@@ -261,14 +286,16 @@ def scan_packets() -> list[Packet]:
     return packets + [ETHER / IP(src="10.0.0.6", dst=f"10.40.1.{i}") / ICMP(type=0) for i in range(40)]
 
 
-def test_a_sequential_sweep_reveals_the_range_it_swept() -> None:
+def test_a_sequential_sweep_reveals_the_range_it_swept_but_its_details_do_not_say_which() -> None:
     found = collect(map_addresses(batch_of(scan_packets())))["scans"]
     anonymized = [str(ipaddress.ip_address(CryptoPAn(KEY).encrypt([packed(a)])[0]))
                   for a in ("10.9.0.1", "10.9.0.2", "10.9.0.4")]
+    # the sweeps of .1 (64 targets) and .4 (40) stepped up one address at a time; .2's did not
     assert (found["min_targets"], found["sweeps"], found["addresses_exposed"]) == (32, 3, 104)
-    assert found["details"] == [{"source": anonymized[0], "targets": 64, "sequential_in_original": True},
-                                {"source": anonymized[1], "targets": 40, "sequential_in_original": False},
-                                {"source": anonymized[2], "targets": 40, "sequential_in_original": True}]
+    # the report travels with the trace: which sweep was in order in the ORIGINAL stays unsaid
+    assert found["details"] == [{"source": anonymized[0], "targets": 64, "sequential_in_original": None},
+                                {"source": anonymized[1], "targets": 40, "sequential_in_original": None},
+                                {"source": anonymized[2], "targets": 40, "sequential_in_original": None}]
 
 
 def test_without_the_original_every_sweep_counts_as_exposed() -> None:
@@ -299,19 +326,34 @@ def test_a_periodic_sensor_survives_exact_times(tmp_path: Path) -> None:
     assert (found["periodic_original"], found["periodic_anonymized"]) == (1, 1)
     assert (found["periodic_masked"], found["periodic_exposed"]) == (0, 1)
     (flow,) = found["flows"]
-    assert flow["period_s"] == 0.05 and flow["original_cv"] == 0.0 and flow["anonymized_cv"] == 0.0
-    assert flow["masked"] is False
+    assert flow["period_s"] == 0.05 and flow["anonymized_cv"] == 0.0 and flow["masked"] is False
+    assert flow["original_cv"] is None  # details carry only what the output shows
     assert flow["flow"].startswith("17 ") and "10.5.0." not in flow["flow"]  # named in output terms
 
 
-def test_strict_noise_masks_a_fast_period(tmp_path: Path) -> None:
+def test_strict_noise_masks_a_fast_period_and_the_report_does_not_describe_it(tmp_path: Path) -> None:
     # 10 ms Laplace noise on each time: interval std about 2 * 10 ms, CV about 0.4 on 50 ms
     found = scrub(tmp_path, sensor_and_noise(50_000_000), "strict")["timing"]
     assert (found["periodic_original"], found["periodic_anonymized"]) == (1, 0)
     assert (found["periodic_masked"], found["periodic_exposed"]) == (1, 0)
-    (flow,) = found["flows"]
-    assert flow["masked"] is True and flow["original_cv"] == 0.0 and flow["anonymized_cv"] > 0.1
+    assert found["flows"] == []  # what the noise hid is counted, never described: no period, no flow
     assert found["interarrival_correlation"] < 1.0
+
+
+def test_periodic_flows_are_listed_as_the_output_shows_them() -> None:
+    # two sensors, each every 1 s, 0.3 s apart, to ports 8080 and 8443 that the output merges into
+    # port 1024: in the output one stream with gaps 0.3 and 0.7 s, not periodic by its gaps
+    times, packets = [], []
+    for i in range(20):
+        for offset, port in ((0, 8080), (300_000_000, 8443)):
+            times.append(i * SECOND + offset)
+            packets.append(ETHER / IP(src="10.5.0.1", dst="10.5.0.2") / UDP(sport=5000, dport=port))
+    batch = batch_of(packets, times)
+    for out in batch.data:
+        out[36:38] = (1024).to_bytes(2, "big")  # the UDP destination port, after 14 + 20 bytes
+    found = collect(batch)["timing"]
+    assert (found["periodic_original"], found["periodic_masked"], found["periodic_exposed"]) == (2, 0, 2)
+    assert (found["periodic_anonymized"], found["flows"]) == (0, [])
 
 
 def test_without_the_original_periodicity_is_judged_on_the_output() -> None:

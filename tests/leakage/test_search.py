@@ -12,8 +12,10 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
 from anontrace.leakage.residual import Sighting, scan
+from anontrace.leakage.search import Searcher
 from tests.helpers import write_pcap
 from tests.leakage.residual_traces import (
+    DNS_NAME,
     FRESH_IP,
     FRESH_MAC,
     IP_A,
@@ -64,3 +66,22 @@ def test_numbers_that_equal_an_address_are_not_leaks(tmp_path: Path) -> None:
     assert scan(str(path), collector)["total"] == 0
     copied = write_pcap(tmp_path / "copied.pcap", [fresh(bytes([10, 1, 2, 3]))])
     assert scan(str(copied), collector)["total"] == 1  # the same bytes in a payload do count
+
+
+def test_a_text_only_searcher_finds_the_text_forms_alone() -> None:
+    """The same identifiers in binary, DNS wire (a name, a reverse name) and text: a text-only
+    searcher reports the text spellings (a reverse name as text is still reverse DNS)."""
+    address, name = bytes([10, 1, 2, 3]), DNS_NAME.encode()
+    binary = b"<" + address + b">"
+    wire = b"\x07printer\x04corp\x07example\x00\x013\x012\x011\x0210\x07in-addr\x04arpa\x00"
+    text = b"at " + IP_A.encode() + b" ptr 3.2.1.10.in-addr.arpa host " + DNS_NAME.upper().encode()
+    pieces = [binary, wire, text]
+    everything = Searcher({address: True}, {name: True})
+    assert {(piece, hit[3]) for piece, hits in everything.search_pieces(pieces) for hit in hits} >= {
+        (0, "binary"), (1, "dns-wire"), (1, "reverse-dns")}
+    text_only = Searcher({address: True}, {name: True}, text_only=True)
+    found = [(piece, start, end, identifier, encoding)
+             for piece, hits in text_only.search_pieces(pieces) for start, end, identifier, encoding in hits]
+    assert sorted(found) == [(2, 3, 11, ("ipv4", address), "text"),
+                             (2, 16, 37, ("ipv4", address), "reverse-dns"),
+                             (2, 43, 63, ("name", name), "text")]
