@@ -51,6 +51,7 @@ from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 3, 130, 143
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES: dict[str, int] = {
     "UsageError": EXIT_USAGE, "RuleError": EXIT_USAGE,
     "KeyError_": EXIT_USAGE, "TraceFormatError": EXIT_FAILED, "OutputError": EXIT_FAILED,
@@ -62,15 +63,35 @@ class Terminated(BaseException):
     """SIGTERM arrived: unwind like an interrupt so temporary outputs are removed."""
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
-    raise Terminated
+def _on_signal(signum: int, frame: FrameType | None) -> NoReturn:
+    """The first SIGINT or SIGTERM unwinds the command, which removes its temporary files; any
+    later one is ignored, so that this clean-up is not cut short in turn."""
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
 
-def _fail(code: int, message: str, hint: str = "") -> NoReturn:
+def _catch_signals() -> None:
+    """Stop on SIGINT and SIGTERM by unwinding (exit 130 or 143), not by dying on the spot. A
+    signal the parent set to be ignored stays ignored: a shell starts background jobs with
+    SIGINT ignored, so that Ctrl-C at the terminal does not reach them."""
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _on_signal)
+
+
+def _fail(code: int, message: str, hint: str = "", notes: list[str] | None = None) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     if hint:
         click.echo(f"  hint: {hint}", err=True)
+    for note in notes or []:
+        click.echo(f"  note: {note}", err=True)
     sys.exit(code)
+
+
+def _notes(exc: BaseException) -> list[str]:
+    """What the library added to an error on its way out (e.g. which outputs were finished)."""
+    return [str(note) for note in getattr(exc, "__notes__", [])]
 
 
 @contextmanager
@@ -81,11 +102,11 @@ def _errors(debug: bool) -> Iterator[None]:
     except AnontraceError as exc:
         if debug:
             raise
-        _fail(EXIT_CODES.get(type(exc).__name__, EXIT_FAILED), str(exc), exc.hint)
-    except KeyboardInterrupt:
-        _fail(EXIT_INTERRUPTED, "interrupted; no output was left behind")
-    except Terminated:
-        _fail(EXIT_TERMINATED, "terminated; no output was left behind")
+        _fail(EXIT_CODES.get(type(exc).__name__, EXIT_FAILED), str(exc), exc.hint, _notes(exc))
+    except KeyboardInterrupt as exc:
+        _fail(EXIT_INTERRUPTED, "interrupted; no partial output was left behind", notes=_notes(exc))
+    except Terminated as exc:
+        _fail(EXIT_TERMINATED, "terminated; no partial output was left behind", notes=_notes(exc))
     except click.ClickException:
         raise
     except BrokenPipeError:
@@ -105,7 +126,7 @@ def _errors(debug: bool) -> Iterator[None]:
 def cli(ctx: click.Context, debug: bool) -> None:
     """Make network captures safe to share."""
     ctx.obj = {"debug": debug}
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    _catch_signals()
 
 
 RULES_HELP = "Rule file: a shipped profile name (default: `default`) or a path to a YAML file."
@@ -138,7 +159,8 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
                   as_json: bool) -> None:
     """Anonymize captures (pcap/pcapng, optionally .gz/.zst; `-` for stdin) into shareable ones:
     beside each output go its labels, flows, leakage report and manifest. Exit 0: done; 1: the
-    run failed; 2: usage or rule-file error; 3: a report gate failed (trace withheld)."""
+    run failed; 2: usage or rule-file error; 3: a report gate failed (trace withheld); 130, 143:
+    stopped by SIGINT, SIGTERM (nothing partial is left under an output's name)."""
     with _errors(ctx.obj["debug"]):
         stdout_users = [name for name, used in (("the capture", output == "-"), ("--json", as_json),
                                                 ("the report", report_path == "-")) if used]

@@ -95,10 +95,17 @@ def read_key_file(path: Path) -> Key:
     """Read a key file, refusing one that is not a small regular file, that others can read, or
     that is not 64 hex characters."""
     value = _read_small(path, MAX_KEY_FILE, "key file", private=True).strip()
-    if len(value) != 2 * KEY_BYTES or any(c not in "0123456789abcdefABCDEF" for c in value):
-        raise KeyError_(str(path), f"a key file holds exactly {2 * KEY_BYTES} hex characters",
-                        "make one with `anontrace keygen -o FILE`")
-    return Key(bytes.fromhex(value))
+    # What is wrong is said without quoting the file: what it holds may be most of a key.
+    if not value:
+        wrong = "key file is empty"
+    elif len(value) != 2 * KEY_BYTES:
+        wrong = f"key file holds {len(value)} characters"
+    elif any(c not in "0123456789abcdefABCDEF" for c in value):
+        wrong = "key file holds characters that are not hex digits"
+    else:
+        return Key(bytes.fromhex(value))
+    raise KeyError_(str(path), f"{wrong}; a key file holds exactly {2 * KEY_BYTES} hex characters",
+                    "make one with `anontrace keygen -o FILE`")
 
 
 def resolve_key(path: Path | None) -> Key:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import json
+import os
 import re
 import sys
 from collections import Counter
@@ -16,8 +18,8 @@ from typing import Any, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from anontrace.errors import OutputError, UsageError
-from anontrace.io.capture import StagedOutput, make_writer, open_reader, output_format
+from anontrace.errors import OutputError, TraceFormatError, UsageError
+from anontrace.io.capture import StagedOutput, make_writer, open_reader, output_format, publication
 from anontrace.keys import Key
 from anontrace.labels import GroundTruth, Labeling, LabelRecorder
 from anontrace.leakage.gates import Gate
@@ -82,6 +84,8 @@ def plan(inputs: list[str], output: str) -> list[Task]:
             many = True
         else:
             sources.append(name)
+    for source in sources:
+        _readable(source)
     if not many:
         if output != "-" and Path(output).is_dir():
             return _into_directory(sources, output)
@@ -94,6 +98,14 @@ def plan(inputs: list[str], output: str) -> list[Task]:
         raise UsageError(output, "several inputs need an output directory; this is a file")
     _writable_parent(Path(output))
     return _into_directory(sources, output)
+
+
+def _readable(source: str) -> None:
+    """Refuse, before any output is made, an input this user may not read: with several inputs,
+    the run would otherwise stop part way, after publishing the outputs of the first ones."""
+    if source != "-" and Path(source).is_file() and not os.access(source, os.R_OK):
+        raise TraceFormatError(source, f"cannot open: {os.strerror(errno.EACCES)}",
+                               "the user running anontrace needs read permission on it")
 
 
 def _writable_parent(target: Path) -> None:
@@ -167,11 +179,17 @@ def scrub(tasks: list[Task], rules: Rules, key: Key,
     macs = next(t for t in transforms if isinstance(t, Mac)).mapper
     kept = kept_by_mappers(ips, macs)
     gates = gate_merge(list(rules.gates), list(bundle.gates))
-    for task in tasks:
-        written = _one(task, rules, key, transforms, kept, gates, bundle, progress)
-        result.files.append((task, written.stats))
-        result.written.append(written)
-        result.total.merge(written.stats)
+    published: list[str] = []
+    try:
+        for task in tasks:
+            written = _one(task, rules, key, transforms, kept, gates, bundle, progress, published)
+            result.files.append((task, written.stats))
+            result.written.append(written)
+            result.total.merge(written.stats)
+    except BaseException as exc:  # an error or an interruption: say which outputs are whole
+        if published:
+            exc.add_note(f"finished before it stopped: {', '.join(published)}")
+        raise
     for transform in transforms:
         result.stats.update(transform.stats())
     result.unmatched_rows = bundle.truth.unmatched() if bundle.truth else []
@@ -179,8 +197,10 @@ def scrub(tasks: list[Task], rules: Rules, key: Key,
 
 
 def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: Callable[[bytes], bool],
-         gates: list[Gate], bundle: Bundle, progress: Callable[[Task, int, int], None] | None) -> Written:
-    reader = open_reader(task.source)
+         gates: list[Gate], bundle: Bundle, progress: Callable[[Task, int, int], None] | None,
+         published: list[str]) -> Written:
+    """Stage, report, gate and publish one output; `published` gets its name once its bundle
+    (or its report alone, when withheld) is in place."""
     size = Path(task.source).stat().st_size if task.source != "-" else 0
     report_progress = (lambda done: progress(task, done, size)) if progress else None
     beside = task.target != "-"
@@ -189,6 +209,8 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
                             names=names_config(transforms))
     created = now()
     with ExitStack() as stack:
+        reader = open_reader(task.source)
+        stack.callback(reader.stream.close)
         trace = stack.enter_context(StagedOutput(task.target))
         labels_file = stack.enter_context(StagedOutput(task.target + LABELS)) if beside else None
         labels_text = _text(labels_file)
@@ -211,13 +233,16 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
         reports = _stage_report(stack, task, report, bundle.report)
         written = Written(task, stats, report, [r.path for r in reports], False)
         if not report["passed"] or not beside:
-            for staged in reports:
-                staged.publish()
-            if report["passed"]:
+            with publication([r.path for r in reports] + [task.target]):
+                for staged in reports:
+                    staged.publish()
+                if beside:  # withheld
+                    written.removed = _remove_stale(task.target, (LABELS, FLOWS, MANIFEST, ""))
+                    published.append(task.target + " (withheld: report only)")
+            if report["passed"]:  # to stdout: copied there only now, and not with signals held
                 trace.publish()
                 written.published = True
-            elif beside:
-                written.removed = _remove_stale(task.target, (LABELS, FLOWS, MANIFEST, ""))
+                published.append("<stdout>")
             return written
         assert labels_file is not None
         _seal_text(labels_file, labels_text)
@@ -244,11 +269,14 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
         manifest_file = stack.enter_context(StagedOutput(task.target + MANIFEST))
         manifest_file.stream.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
         manifest_file.seal()
-        # Everything is complete on disk; publish it all, the trace last.
-        if bundle.report is not None:
-            _remove_stale(task.target, (REPORT_JSON, REPORT_HTML))
-        for staged in [*reports, labels_file, flows_file, manifest_file, trace]:
-            staged.publish()
+        # Everything is complete on disk; publish it all as one step, the trace last.
+        outputs = [*reports, labels_file, flows_file, manifest_file, trace]
+        with publication(staged.path for staged in outputs):
+            if bundle.report is not None:
+                _remove_stale(task.target, (REPORT_JSON, REPORT_HTML))
+            for staged in outputs:
+                staged.publish()
+            published.append(task.target)
         written.published = True
         written.files = [*(r.path for r in reports), labels_file.path, flows_file.path, manifest_file.path]
         return written
