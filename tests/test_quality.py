@@ -18,7 +18,7 @@ def test_mypy_strict() -> None:
 
 def test_ruff() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "anontrace", "tests", "benchmarks", "sample_pcaps"],
+        [sys.executable, "-m", "ruff", "check", "anontrace", "tests", "benchmarks", "sample_pcaps", "fuzz"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import ipaddress
 import math
+import stat
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -102,19 +103,28 @@ def read_rules(spec: str | None, _chain: tuple[str, ...] = ()) -> Rules:
     if spec in profile_names():
         text = files(PROFILES).joinpath(f"{spec}.yaml").read_text(encoding="utf-8")
         return parse_rules(text, f"<{spec}>", _chain)
+    return parse_rules(_read_text(spec), spec, _chain)
+
+
+def _read_text(spec: str) -> str:
+    """The text of the rule file at path `spec`: a regular file (a device or a pipe, which
+    `extends:` could name too, may never end) of at most MAX_RULE_FILE bytes, read no further."""
     path = Path(spec)
-    if not path.suffix and not path.exists():
-        raise RuleError(spec, "no such shipped rule file",
-                        f"shipped rule files: {', '.join(profile_names())}; or give a path")
-    if path.is_dir():
-        raise RuleError(spec, "is a directory, not a rule file")
     try:
-        if path.stat().st_size > MAX_RULE_FILE:
+        if not path.suffix and not path.exists():
+            raise RuleError(spec, "no such shipped rule file",
+                            f"shipped rule files: {', '.join(profile_names())}; or give a path")
+        if path.is_dir():
+            raise RuleError(spec, "is a directory, not a rule file")
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise RuleError(spec, "is not a regular file", "give the path of a YAML rule file")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_RULE_FILE + 1)
+        if len(data) > MAX_RULE_FILE:
             raise RuleError(spec, f"rule file is larger than {MAX_RULE_FILE // 1024} KiB")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return data.decode("utf-8")
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, or text not UTF-8
         raise RuleError(spec, f"cannot read rule file: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_rules(text, spec, _chain)
 
 
 def parse_rules(text: str, source: str, _chain: tuple[str, ...] = ()) -> Rules:
@@ -228,7 +238,7 @@ def _step(document: Document, raw: Any, path: tuple[str | int, ...],
     if not isinstance(raw, dict) or "use" not in raw:
         raise document.error(path, "a step is a mapping starting with `use: TRANSFORM`")
     name = raw["use"]
-    if name not in available:
+    if not isinstance(name, str) or name not in available:
         close = difflib.get_close_matches(str(name), list(available), n=1)
         hint = (f"did you mean {close[0]!r}? " if close else "") + f"available: {', '.join(available)}"
         raise document.error((*path, "use"), f"unknown transform {name!r}", hint)

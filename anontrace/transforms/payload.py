@@ -77,13 +77,16 @@ class Payload(Transform):
 
     def _scrub(self, batch: Batch, position: int, source: bytes, start: int) -> None:
         out = batch.data[position]
-        hits = sorted(self._hits(source, start, len(out)))
+        # By where they begin; at one place a hit that cannot be rewritten comes first (the frame
+        # is cut there), then the longest. Hits never compare by replacement (bytes or None).
+        hits = sorted(self._hits(source, start, len(out)), key=lambda h: (h[0], h[2] is not None, -h[1]))
         rewrite = self.config.identifiers == "rewrite"
         done = start
         for begin, end, replacement in hits:
-            if begin < done:
-                continue  # overlaps a hit already handled
-            if replacement is None or not rewrite:
+            if end <= done:
+                continue  # inside a hit already rewritten: its bytes are gone
+            if replacement is None or not rewrite or begin < done:
+                # not rewritable, or it runs on past a rewritten hit: what follows would be kept
                 batch.cut_at(position, begin, "payload holds an identifier")
                 return
             out[begin:end] = replacement

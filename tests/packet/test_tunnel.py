@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -362,3 +363,38 @@ def test_corrupt_bytes_never_raise(name: str) -> None:
             corrupt = data[:position] + bytes([value]) + data[position + 1:]
             layers = dissect(corrupt, 1)
             assert layers.parsed_to <= len(corrupt)
+
+
+# Resource bombs (issue 7): a frame of tunnels nested far past the cap costs no more than one nested
+# to the cap plus one, and is cut where the tunnel past the cap starts.
+ENTERED = {4: "IP-in-IP", 47: "GRE"}
+
+
+def tunnels(levels: int, protocol: int) -> bytes:
+    """An Ethernet/IPv4 frame with `levels` IP-in-IP (4) or GRE (47) tunnels inside, around a TCP
+    header; built with struct, innermost first (scapy recurses once per layer, too deep here)."""
+    packet, carried = bytes(TCP()), 6
+    for level in range(levels, -1, -1):  # level 0 is the outer packet
+        address = struct.pack("!HH", 10 << 8 | level >> 8, level & 0xFF)
+        packet = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(packet), 0, 0, 64, carried, 0,
+                             address, address[:3] + b"\xfe") + packet
+        if protocol == 47 and level:
+            packet = struct.pack("!HH", 0, 0x0800) + packet  # GRE version 0 carrying IPv4
+        carried = protocol
+    return bytes(OUTER)[:12] + b"\x08\x00" + packet
+
+
+@pytest.mark.parametrize("protocol", sorted(ENTERED), ids=list(ENTERED.values()))
+@pytest.mark.parametrize("levels", [100, 900])
+def test_tunnels_nested_hundreds_deep_are_cut_at_the_cap(levels: int, protocol: int) -> None:
+    level_size = 20 if protocol == 4 else 24  # each level: [GRE header,] IPv4 header
+    data = tunnels(levels, protocol)
+    assert len(data) == 14 + 20 + levels * level_size + 20
+    layers = dissect(data, 1)
+    beyond = 14 + 20 + MAX_DEPTH * level_size  # where the tunnel past the cap starts its inner packet
+    if protocol == 47:
+        beyond += 4  # GRE's payload starts after its 4-byte header
+    reason = f"{ENTERED[protocol]} nested more than {MAX_DEPTH} deep"
+    assert (layers.parsed_to, layers.cut) == (beyond, reason)
+    assert [h.kind for h in layers.headers] == ["ipv4"] * (MAX_DEPTH + 1)  # nothing past the cap read
+    assert len(layers.ipv4) == 2 * (MAX_DEPTH + 1)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from importlib.resources import files
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from anontrace.errors import RuleError
 from anontrace.keys import Key
 from anontrace.leakage.gates import Gate
-from anontrace.rules.compile import PROFILES, Rules, parse_rules, profile_names, read_rules
+from anontrace.rules.compile import MAX_RULE_FILE, PROFILES, Rules, parse_rules, profile_names, read_rules
 from anontrace.transforms import registry
 from anontrace.transforms.generalize import Generalize
 from anontrace.transforms.ip import Ip
@@ -312,3 +314,56 @@ def test_labels_and_report_inherit_or_replace_through_extends(tmp_path: Path) ->
     child.write_text("version: 1\nextends: default\n")
     from_profile = read_rules(str(child))
     assert from_profile.gates == read_rules("default").gates and from_profile.labels is None
+
+
+# Found by fuzzing (fuzz/rules.py) and the resource-bomb review of issue 7: each of these raised
+# something other than RuleError, or never returned.
+
+
+@pytest.mark.parametrize("use", ["[1]", "{a: 1}"])
+def test_a_transform_name_that_is_not_text_is_refused(use: str) -> None:
+    error = refused(f"version: 1\nsteps:\n  - use: {use}\n")  # was TypeError: unhashable type
+    assert error.where == "r.yaml:3:10" and "unknown transform" in error.what
+
+
+def test_extends_of_a_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    # /dev/zero was read to the end (memory exhausted); /dev/null shows the refusal without the bomb
+    child = tmp_path / "child.yaml"
+    child.write_text("version: 1\nextends: /dev/null\n")
+    with pytest.raises(RuleError) as error:
+        read_rules(str(child))
+    assert error.value.where == "/dev/null" and "not a regular file" in error.value.what
+
+
+def test_extends_of_a_pipe_is_refused_without_opening_it(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.yaml"
+    os.mkfifo(pipe)  # opening it for reading waits for a writer: the test would hang, so a timer
+    child = tmp_path / "child.yaml"
+    child.write_text(f"version: 1\nextends: {pipe}\n")
+
+    def waited(signum: int, frame: object) -> None:
+        raise TimeoutError("read_rules waited on the pipe")
+
+    previous = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(10)
+    try:
+        with pytest.raises(RuleError, match="not a regular file"):
+            read_rules(str(child))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("name", ["/" + "a" * 5000, "/a\0b.yaml"], ids=["too long", "NUL"])
+def test_extends_of_an_impossible_path_is_a_rule_error(name: str) -> None:
+    escaped = name.replace("\0", "\\0")  # YAML's escape for NUL inside double quotes
+    with pytest.raises(RuleError) as error:  # were OSError (name too long) and ValueError (NUL)
+        parse_rules(f'version: 1\nextends: "{escaped}"\n', "r.yaml")
+    assert error.value.where == name and "cannot read rule file" in error.value.what
+
+
+def test_a_rule_file_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("version: 1\n" + "#" * MAX_RULE_FILE)
+    with pytest.raises(RuleError, match="larger than 1024 KiB"):
+        read_rules(str(path))

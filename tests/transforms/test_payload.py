@@ -87,3 +87,30 @@ def test_rewrite_mode_cuts_text_whose_mapping_does_not_fit() -> None:
         assert out.endswith(b"xx " + mapped + b" yy")
     else:
         assert out.endswith(b"xx ") and batch.cut == {"payload holds an identifier": 1}
+
+
+def scrub_from(source: str, payload: bytes) -> tuple[bytes, Batch]:
+    """ip then payload (keep 200, rewrite) over one frame whose header source is `source`."""
+    frame = bytes(Ether() / IP(src=source, dst="10.0.0.2") / UDP(sport=40000, dport=9999) / Raw(payload))
+    context = Context(Key(bytes(range(32))))
+    batch = make_batch([frame])
+    for transform in (Ip(IpConfig(), context), Payload(PayloadConfig(200, "rewrite"), context)):
+        batch = transform.apply(batch)
+    return bytes(batch.data[0]), batch
+
+
+def test_a_binary_and_a_text_identifier_on_the_same_bytes_cut_there() -> None:
+    # Found by fuzz/protocols.py: the header address 58.58.56.56 is b"::88" in binary, and "::88"
+    # is also IPv6 text; the two hits had the same span, one rewritable and one not (its mapping
+    # is longer), and sorting them compared bytes with None (TypeError).
+    out, batch = scrub_from("58.58.56.56", b"at ::88 now")
+    assert out.endswith(b"at ") and batch.cut == {"payload holds an identifier": 1}
+
+
+def test_text_running_on_past_a_rewritten_binary_identifier_is_cut() -> None:
+    # The header address 97.49.46.50 is b"a1.2" in binary: rewriting it leaves ".3.4" of the text
+    # address "1.2.3.4" that starts inside it, which would then be kept.
+    out, batch = scrub_from("97.49.46.50", b"see a1.2.3.4 end")
+    mapped_source = out[26:30]
+    assert out.endswith(b"see " + mapped_source[:1]) and b".3.4" not in out
+    assert batch.cut == {"payload holds an identifier": 1}
