@@ -42,6 +42,19 @@ def _kept(b: Builder, option: int, start: int, end: int) -> bool:
     return True
 
 
+def _sized(size: int, multiple: bool = False) -> Handler:
+    """A kept option of a fixed length (or a multiple of it): any other length means the bytes
+    are not what they claim, and keeping them could keep an identifier they swallowed (a damaged
+    length byte turns the rest of the message into one "subnet mask")."""
+    def handler(b: Builder, option: int, start: int, end: int) -> bool:
+        length = end - start
+        if length != size and not (multiple and length % size == 0):
+            return _refuse(b, option, f"DHCP option {b.data[option]} of {length} bytes, not {size}"
+                           + (" or a multiple" if multiple else ""))
+        return True
+    return handler
+
+
 def _wire_name(data: bytes, pos: int, end: int) -> int:
     """Where the uncompressed DNS name at `pos` ends (after its 0 byte), or -1 when it is not one."""
     start = pos
@@ -108,7 +121,10 @@ OPTIONS_V4: dict[int, Handler] = {
     61: _client_identifier,
     # subnet mask, time offset, boot size, IP forwarding, TTL, MTU, lease time, message type,
     # parameter request list, maximum message size, renewal (T1) and rebinding (T2) times
-    **dict.fromkeys((1, 2, 13, 19, 23, 26, 51, 53, 55, 57, 58, 59), _kept),
+    **dict.fromkeys((1, 2, 51, 58, 59), _sized(4)),
+    **dict.fromkeys((13, 26, 57), _sized(2)),
+    **dict.fromkeys((19, 23, 53), _sized(1)),
+    55: _kept,
 }
 
 
@@ -295,7 +311,8 @@ OPTIONS_V6: dict[int, Handler] = {
     79: _link_layer,
     # option request, preference, elapsed time, rapid commit, reconfigure accept,
     # information refresh time, SOL_MAX_RT
-    **dict.fromkeys((6, 7, 8, 14, 20, 32, 82), _kept),
+    6: _sized(2, multiple=True), 7: _sized(1), 8: _sized(2), 14: _sized(0), 20: _sized(0),
+    **dict.fromkeys((32, 82), _sized(4)),
 }
 
 

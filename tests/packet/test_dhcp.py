@@ -237,6 +237,8 @@ def test_dhcp_empty_wire_fqdn_is_understood() -> None:
     (("client_id", b"\x01"), "DHCP option 61 malformed"),
     ((6, b"\x01\x02\x03\x04\x05"), "DHCP option 6 malformed"),
     ((54, b"\x01\x02"), "DHCP option 54 malformed"),
+    ((1, b"\xff\xff\xff\x00" + MAC_BYTES), "DHCP option 1 of 10 bytes, not 4"),
+    ((57, b"\x05"), "DHCP option 57 of 1 bytes, not 2"),
 ])
 def test_dhcp_option_not_understood_is_cut_there(option: object, reason: str) -> None:
     options = [("message-type", "request"), ("requested_addr", "10.1.2.3"), option, ("hostname", b"h"), "end"]
@@ -244,6 +246,21 @@ def test_dhcp_option_not_understood_is_cut_there(option: object, reason: str) ->
     layers = dissect(data, ETHERNET)
     assert layers.parsed_to == layers.payload == V4 + 240 + 3 + 6 and layers.cut == reason
     assert ipv4s(data, layers)[-1] == "10.1.2.3" and layers.names == ()
+
+
+def test_a_damaged_length_cannot_hide_identifiers_in_a_kept_option() -> None:
+    """Seen with a bit flip in a real capture: the message-type option's length 1 became 0, so
+    its value byte read as option 1 (subnet mask) whose "length" swallowed the client id and host
+    name. A kept option of the wrong size is cut, with all that follows."""
+    whole = bytes(DHCP(options=[("message-type", "request"), ("client_id", b"\x01" + MAC_BYTES),
+                                ("hostname", b"alice-laptop"), "end"]))
+    damaged = whole.replace(b"\x35\x01\x03", b"\x35\x00\x01", 1)
+    data = frame4(bootp() / Raw(COOKIE + damaged))
+    layers = dissect(data, ETHERNET)
+    assert layers.cut == "DHCP option 53 of 0 bytes, not 1"
+    assert layers.parsed_to == V4 + 240
+    assert macs(data, layers) == ["ff:ff:ff:ff:ff:ff", "00:11:22:33:44:55", MAC]  # chaddr, not client id
+    assert layers.names == ()
 
 
 def test_dhcp_overload_cuts_at_sname() -> None:
