@@ -116,8 +116,8 @@ def test_utility_histograms_pair_original_with_anonymized_bin_by_bin() -> None:
 
 def test_uniqueness_compares_original_and_anonymized_when_both_were_measured() -> None:
     both = bars(html.render(sample_reports.pair()), "uniqueness")
-    assert [(b.get("data-series"), float(b.get("data-value", ""))) for b in both] == pytest.approx(
-        [("original", 6 / 11), ("anonymized", 4 / 11), ("original", 0.25), ("anonymized", 0.25)])
+    assert [b.get("data-series") for b in both] == ["original", "anonymized"] * 2
+    assert [float(b.get("data-value", "")) for b in both] == pytest.approx([6 / 11, 4 / 11, 0.25, 0.25])
     alone = bars(html.render(sample_reports.anonymized_only()), "uniqueness")
     assert [b.get("data-series") for b in alone] == ["anonymized", "anonymized"]
 
