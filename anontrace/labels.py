@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import TextIO
 
 from anontrace.errors import UsageError
-from anontrace.flows import PORTED, PROTOCOL_NUMBERS, FiveTuple, FlowTable, original_keys, output_keys
+from anontrace.flows import (
+    PORTED,
+    PROTOCOL_NUMBERS,
+    FiveTuple,
+    FlowTable,
+    batch_times,
+    original_keys,
+    output_side,
+    wire_lengths,
+)
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import NS_PER_SECOND
 from anontrace.packet.layers import Layers
@@ -235,30 +244,37 @@ class LabelRecorder:
         self.frames = 0  # frames written so far
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
-        keys = output_keys(batch)
-        for position, (frame, key) in enumerate(zip(batch.frames, keys, strict=True)):
-            if position in batch.dropped:
-                continue
-            self.frames += 1
-            label = labels[position]
-            ts_ns = batch.ts_ns[position]
-            if key is not None:
-                self.flows.add(key, ts_ns, frame.wirelen, label)
-            if label is not None:
-                self.counts[label] += 1
-                self._rows.writerow((self.frames, seconds(ts_ns), label))
+        labelled = any(label is not None for label in labels)
+        self.flows.add_keys(output_side(batch), batch_times(batch)[1], wire_lengths(batch),
+                            labels if labelled else None)
+        dropped = batch.dropped
+        if labelled:
+            number = self.frames
+            for position, label in enumerate(labels):
+                if position in dropped:
+                    continue
+                number += 1
+                if label is not None:
+                    self.counts[label] += 1
+                    self._rows.writerow((number, seconds(batch.ts_ns[position]), label))
+        self.frames += len(batch) - len(dropped)
 
     def write_flows(self, stream: TextIO) -> None:
         """`<out>.flows.csv`: one row per flow, in order of first appearance."""
         rows = csv.writer(stream, lineterminator="\n")
         rows.writerow(FLOW_COLUMNS)
+        texts: dict[bytes, str] = {}  # each address is written by many flows: spelled once
         for flow in self.flows:
             key = flow.key
-            rows.writerow((PROTOCOL_NAMES.get(key.protocol, str(key.protocol)),
-                           ipaddress.ip_address(key.source), key.source_port,
-                           ipaddress.ip_address(key.destination), key.destination_port,
-                           seconds(flow.first_ns), seconds(flow.last_ns), flow.forward_packets,
-                           flow.forward_bytes, flow.backward_packets, flow.backward_bytes, flow.label or ""))
+            source, destination = texts.get(key.source), texts.get(key.destination)
+            if source is None:
+                source = texts[key.source] = str(ipaddress.ip_address(key.source))
+            if destination is None:
+                destination = texts[key.destination] = str(ipaddress.ip_address(key.destination))
+            rows.writerow((PROTOCOL_NAMES.get(key.protocol, str(key.protocol)), source, key.source_port,
+                           destination, key.destination_port, seconds(flow.first_ns), seconds(flow.last_ns),
+                           flow.forward_packets, flow.forward_bytes, flow.backward_packets,
+                           flow.backward_bytes, flow.label or ""))
 
 
 class _Parser:

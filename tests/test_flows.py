@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import ipaddress
 
+import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP, UDPerror
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
-from anontrace.flows import FiveTuple, FlowTable, five_tuple
+from anontrace.flows import (
+    FiveTuple,
+    Flow,
+    FlowTable,
+    distinct,
+    five_tuple,
+    key_of,
+    original_keys,
+    original_side,
+    output_keys,
+    output_side,
+    reversed_row,
+    times,
+)
 from anontrace.packet.dissect import dissect
+from tests.helpers import make_batch
 
 ETHERNET = 1
 A, B = ipaddress.ip_address("192.0.2.1").packed, ipaddress.ip_address("198.51.100.7").packed
@@ -70,3 +85,75 @@ def test_distinct_ports_are_distinct_flows() -> None:
     assert len(table) == 3
     assert FiveTuple(17, A, 1, B, 53).canonical() == FiveTuple(17, B, 53, A, 1).canonical()
     assert FiveTuple(6, A, 1, B, 53).text() == ("6", "192.0.2.1", "1", "198.51.100.7", "53")
+
+
+C = ipaddress.ip_address("203.0.113.9").packed
+V6A, V6B = ipaddress.ip_address("2001:db8::1").packed, ipaddress.ip_address("2001:db8::2").packed
+SIDES = [Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=1234, dport=80),
+         Ether() / IPv6(src="2001:db8::1", dst="2001:db8::2") / UDP(sport=1, dport=2),
+         Ether() / IP(src="198.51.100.7", dst="192.0.2.1") / ICMP(type=3, code=3)
+         / IP(src="192.0.2.1", dst="198.51.100.7") / UDPerror(sport=999, dport=53),
+         Ether() / ARP(psrc="192.0.2.1", pdst="198.51.100.7"),
+         Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(),
+         Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=1234, dport=80)]
+
+
+def test_a_batch_is_keyed_on_each_side_from_its_own_bytes() -> None:
+    batch = make_batch([bytes(p) for p in SIDES])
+    batch.data[0][26:30] = C  # the output rewrote the first frame's source address
+    batch.drop(1, "test")
+    del batch.data[5][14 + 16:]  # and cut the last frame inside its destination address
+    # IP-in-IP: the outer header's protocol field (4) names what follows; no ports
+    assert original_keys(batch) == [FiveTuple(6, A, 1234, B, 80), FiveTuple(17, V6A, 1, V6B, 2),
+                                    FiveTuple(1, B, 0, A, 0), None, FiveTuple(4, A, 0, B, 0),
+                                    FiveTuple(6, A, 1234, B, 80)]
+    assert output_keys(batch) == [FiveTuple(6, C, 1234, B, 80), None, FiveTuple(1, B, 0, A, 0), None,
+                                  FiveTuple(4, A, 0, B, 0), None]
+    assert output_side(batch).positions.tolist() == [0, 2, 4]
+    assert original_side(batch).positions.tolist() == [0, 1, 2, 4, 5]
+
+
+def test_both_directions_of_a_flow_share_a_canonical_row() -> None:
+    there = FiveTuple(6, A, 40000, B, 443)
+    out = Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=40000, dport=443)
+    back = Ether() / IP(src="198.51.100.7", dst="192.0.2.1") / TCP(sport=443, dport=40000)
+    batch = make_batch([bytes(out), bytes(back)])
+    keys = original_side(batch)
+    assert keys.canonical() == [there.row(), there.row()]  # A sorts before B: A's direction is canonical
+    assert keys.forward().tolist() == [True, False]
+    assert key_of(reversed_row(there.row())) == there.reversed()
+
+
+def test_a_batch_counts_like_its_frames_one_by_one() -> None:
+    frames = [bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=40000, dport=443)),
+              bytes(Ether() / IP(src="198.51.100.7", dst="192.0.2.1") / TCP(sport=443, dport=40000)),
+              bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=40000, dport=443)),
+              bytes(Ether() / ARP())]
+    batch = make_batch(frames)
+    table = FlowTable()
+    table.add_keys(original_side(batch), times([10, 25, 17, 30]), np.array([60, 1500, 40, 42]),
+                   [None, "web", "other", "arp"])
+    (flow,) = table
+    assert flow == Flow(FiveTuple(6, A, 40000, B, 443), 10, 25, 2, 100, 1, 1500, "web")
+    assert [column.tolist() for column in table.columns()] == [[3], [1600], [15]]
+
+
+def test_times_beyond_64_bits_stay_exact() -> None:
+    # a crafted capture's times can be anything: flows still measure them exactly
+    table = FlowTable()
+    key = FiveTuple(17, A, 1, B, 53)
+    table.add(key, 5, 10)
+    table.add(key, 1 << 70, 10)
+    table.add(key.reversed(), (1 << 70) + 3, 20)
+    (flow,) = table
+    assert (flow.first_ns, flow.last_ns, flow.packets, flow.bytes) == (5, (1 << 70) + 3, 3, 40)
+    assert times([1, 1 << 64]).dtype == object and times([1, 2]).dtype == np.int64
+
+
+def test_distinct_rows_come_in_order_of_first_appearance() -> None:
+    for width in (2, 4, 38):  # 4-byte rows are sorted as integers, others as blobs
+        rows = np.array([[9] * width, [1] * width, [9] * width, [5] * width, [1] * width], np.uint8)
+        found, which = distinct(rows)
+        assert found == [bytes([9] * width), bytes([1] * width), bytes([5] * width)]
+        assert which.tolist() == [0, 1, 0, 2, 1]
+    assert distinct(np.zeros((0, 4), np.uint8))[0] == []

@@ -14,10 +14,14 @@ import datetime
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import ne
 from typing import Any
+
+import numpy as np
 
 from anontrace import __version__
 from anontrace.errors import TraceFormatError
+from anontrace.flows import original_frames, written
 from anontrace.io.capture import open_reader
 from anontrace.leakage.gates import Gate, evaluate
 from anontrace.leakage.residual import IdentifierCollector, merge_residual, scan, scan_texts
@@ -53,20 +57,18 @@ class Coverage:
     cut_by_rules: Counter[str] = field(default_factory=Counter)
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
+        dropped, originals = batch.dropped, original_frames(batch)
         self.frames_in += len(batch)
-        for position, (frame, found, out) in enumerate(zip(batch.frames, batch.layers, batch.data,
-                                                           strict=True)):
-            reason = batch.dropped.get(position)
-            if reason is not None:
-                self.dropped[reason] += 1
-                continue
-            self.frames_out += 1
-            if len(out) < len(frame.data):
-                self.frames_cut += 1
-                if found.cut is not None:
-                    self.cut_by_dissector[found.cut] += 1
-            if out != frame.data:
-                self.frames_transformed += 1
+        self.frames_out += len(batch) - len(dropped)
+        self.dropped.update(dropped[position] for position in sorted(dropped))  # frame order breaks ties
+        kept = written(batch)
+        shorter = kept & (np.fromiter(map(len, batch.data), np.int64, len(batch)) < originals.lengths)
+        cut = np.flatnonzero(shorter).tolist()
+        self.frames_cut += len(cut)
+        reasons = (batch.layers[position].cut for position in cut)
+        self.cut_by_dissector.update(reason for reason in reasons if reason is not None)
+        changed = np.fromiter(map(ne, batch.data, originals.data), np.bool_, len(batch))
+        self.frames_transformed += int(np.count_nonzero(changed & kept))
         self.cut_by_rules.update(batch.cut)
         if batch.counts[PAYLOAD_CUTS]:
             self.cut_by_rules[PAYLOAD_REASON] += batch.counts[PAYLOAD_CUTS]

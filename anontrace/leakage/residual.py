@@ -31,7 +31,7 @@ KINDS = ("ipv4", "ipv6", "mac", "name")
 ENCODINGS = ("binary", "text", "reverse-dns", "eui64", "dns-wire", "metadata")
 FINDINGS_LIMIT = 1000
 MIN_NAME = 4  # shorter names are too common as text to be evidence of anything
-CHUNK_BYTES = 4 << 20  # frames (or metadata) searched as one buffer
+CHUNK_BYTES = 1 << 20  # frames (or metadata) searched as one buffer; searching takes ~12 bytes per byte
 
 Kept = Callable[[bytes], bool]
 Tag = TypeVar("Tag")
@@ -70,6 +70,9 @@ class IdentifierCollector:
         self.kept_labels = _kept_labels(config)
         self.keep_top_level = config.keep_top_level
         self.names_kept = config.policy == "keep"  # the rules keep every name as it is
+        # the bytes of names read already that hold all their labels (no compression pointer):
+        # the same bytes elsewhere name the same, so they are not decoded again
+        self._read: tuple[set[bytes], set[bytes]] = set(), set()  # DNS wire names, text names
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
         for frame, layers in zip(batch.frames, batch.layers, strict=True):
@@ -110,7 +113,12 @@ class IdentifierCollector:
                 self.addresses[inner] = Sighting(number, f"ipv4 inside the {how} address of {where}")
 
     def _name(self, data: bytes, layers: Layers, name: Name, number: int) -> None:
+        read, span = self._read[name.base < 0], data[name.offset:name.end]
+        if span in read:
+            return
         labels = name_labels(data, name)
+        if labels is not None and (name.base < 0 or _whole(data, name, labels)):
+            read.add(span)
         if not labels:
             return
         texts = [text.lower() for _, text in labels]
@@ -146,6 +154,17 @@ def identifying_part(labels: Sequence[bytes], kept: frozenset[bytes] = DEFAULT_K
         name = b".".join(labels[index:])
         return name if len(name) >= MIN_NAME else None
     return None
+
+
+def _whole(data: bytes, name: Name, labels: list[tuple[int, bytes]]) -> bool:
+    """Whether a DNS wire name's labels follow one another from its first byte to the zero byte
+    that ends it, its last: then they are a function of its bytes alone."""
+    position = name.offset
+    for start, text in labels:
+        if start != position + 1:
+            return False
+        position = start + len(text)
+    return position + 1 == name.end and data[position] == 0
 
 
 def _reverse_address(texts: list[bytes]) -> bytes | None:
@@ -338,10 +357,11 @@ def scan_texts(texts: Mapping[str, Iterable[str]], collector: IdentifierCollecto
     address, MAC text, reverse DNS name, host name; bytes equal to a binary form are chance in
     text). A finding's `file` is the key of its text, `frame` null, `offset` the character offset
     in that text. `kept`, `keep_names` and `limit` are as for `scan`."""
-    searcher = _searcher(collector, kept, keep_names, text_only=True)
+    searcher = None  # made for the first text: there are often none
     tally = Tally("", collector, limit)
     pieces = ((text.encode("utf-8", "replace"), key) for key, values in texts.items() for text in values)
     for run, keys in _chunks(pieces):
+        searcher = searcher or _searcher(collector, kept, keep_names, text_only=True)
         for piece, hits in searcher.search_pieces(run):
             for start, _, identifier, encoding in most_specific(tally.secret_hits(hits, searcher)):
                 characters = len(run[piece][:start].decode("utf-8", "replace"))
@@ -392,13 +412,13 @@ def _chunks(pieces: Iterable[tuple[bytes, Tag]]) -> Iterator[tuple[list[bytes], 
 def _scan_frames(path: str, searcher: Searcher, tally: Tally) -> None:
     reader = open_reader(path)
     try:
-        frames = ((frame.data, (number, frame.linktype)) for number, frame in enumerate(reader, 1))
-        for pieces, tags in _chunks(frames):
+        number = 1  # of the chunk's first frame
+        for pieces, linktypes in _chunks((frame.data, frame.linktype) for frame in reader):
             for piece, hits in searcher.search_pieces(pieces):
-                number, linktype = tags[piece]
-                found = tally.secret_hits(_not_chance(hits, pieces[piece], linktype), searcher)
+                found = tally.secret_hits(_not_chance(hits, pieces[piece], linktypes[piece]), searcher)
                 for start, _, identifier, encoding in most_specific(found):
-                    tally.add(identifier, encoding, number, start)
+                    tally.add(identifier, encoding, number + piece, start)
+            number += len(pieces)
             searcher.forget(tally.kept)  # kept identifiers count once: no need to look further
     finally:
         reader.stream.close()

@@ -11,6 +11,10 @@ figures that need it are null. Memory grows with hosts and flows, never with fra
 The report travels with the trace, so its lists name only what the output shows: periodic flows
 as measured on the output, sweeps by their output source. What the rules hid (a period the noise
 masked, a sweep's order in the original) is counted, never described.
+
+Frames are taken a batch at a time, as columns (`flows.Keys`): most frames matter to a measure
+only through numbers numpy sums, and Python looks only at those that can change a profile (a SYN,
+the first frame of a flow, a TCP timestamp).
 """
 
 from __future__ import annotations
@@ -18,18 +22,40 @@ from __future__ import annotations
 import ipaddress
 import math
 import statistics
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import pairwise
+from operator import mul, sub
 from typing import Any
 
-from anontrace.flows import FiveTuple, original_keys, output_keys
+import numpy as np
+import numpy.typing as npt
+
+from anontrace.flows import (
+    DESTINATION,
+    DESTINATION_PORT,
+    ICMP_KIND,
+    ICMPV6_KIND,
+    SOURCE,
+    SOURCE_PORT,
+    TCP_KIND,
+    Int64s,
+    Keys,
+    Outer,
+    Times,
+    batch_times,
+    distinct,
+    original_side,
+    outer_headers,
+    output_side,
+    reversed_row,
+    split_rows,
+    written,
+)
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import NS_PER_SECOND
-from anontrace.packet.layers import Header, Layers
 
 FEATURES = ["ttl", "tcp_window", "tcp_options", "mss"]
 FEATURE_LIMIT = 32  # distinct SYN feature tuples kept per host
@@ -42,22 +68,18 @@ SEQUENTIAL_FRACTION = 0.8
 SYN, ACK = 0x02, 0x10
 TCP, UDP = 6, 17
 ECHO_REQUEST = {1: 8, 58: 128}  # ICMP and ICMPv6: the only messages that contact a host
+TIMESTAMP_OPTION = np.array([1, 1, 8, 10], np.uint8)  # NOP, NOP, timestamps: how most stacks lay it out
+# A stream row: protocol, address size, source, destination (16 bytes each), destination port.
+STREAM, STREAM_DESTINATION = 36, 18
+# Periodicity is screened in floating point; a stream this close to PERIODIC_CV (relatively) or
+# closer is measured exactly, so the screen never decides a case rounding could tip.
+SCREEN_MARGIN = 1e-4
 Feature = tuple[int, int, tuple[int, ...], int | None]
-Stream = tuple[int, bytes, bytes, int]  # protocol, source, destination, destination port
 
 
-def _transport(layers: Layers) -> tuple[Header, Header] | None:
-    """The outermost IP header and the header right after it (as `five_tuple` reads them)."""
-    outer = [h for h in layers.headers if not h.quoted]
-    for position, header in enumerate(outer):
-        if header.kind in ("ipv4", "ipv6"):
-            return (header, outer[position + 1]) if position + 1 < len(outer) else None
-    return None
-
-
-def _syn_features(data: bytes | bytearray, network: Header, tcp: int) -> Feature:
+def _syn_features(data: bytes | bytearray, ttl_at: int, tcp: int) -> Feature:
     """TTL or hop limit, window, option kinds in order and MSS of a SYN whose header is whole."""
-    ttl = data[network.offset + (8 if network.kind == "ipv4" else 7)]
+    ttl = data[ttl_at]
     window = int.from_bytes(data[tcp + 14:tcp + 16], "big")
     end = min(tcp + (data[tcp + 12] >> 4) * 4, len(data))
     kinds: list[int] = []
@@ -90,12 +112,6 @@ def _timestamp(data: bytes | bytearray, tcp: int) -> int | None:
     return None
 
 
-def _icmp_type(data: bytes | bytearray, found: tuple[Header, Header] | None) -> int | None:
-    if found is None or found[1].kind not in ("icmp", "icmpv6") or found[1].offset >= len(data):
-        return None
-    return data[found[1].offset]
-
-
 def _anonymity(profiles: Iterable[frozenset[Any]]) -> dict[str, Any]:
     """k-anonymity of hosts by profile: k of a host is the number of hosts sharing its profile."""
     sizes = Counter(profiles)
@@ -107,39 +123,86 @@ def _anonymity(profiles: Iterable[frozenset[Any]]) -> dict[str, Any]:
             "k_histogram": [{"k": k, "hosts": n} for k, n in sorted(by_k.items())]}
 
 
+def _tcp_frames(keys: Keys, outer: Outer) -> Int64s:
+    """The keys (by index) of TCP frames whose TCP header is whole."""
+    positions = keys.positions
+    found: Int64s = np.flatnonzero((keys.rows[:, 0] == TCP) & (outer.following[positions] == TCP_KIND)
+                                   & (outer.transport[positions] + 20 <= keys.frames.lengths[positions]))
+    return found
+
+
+def _source(row: bytes) -> bytes:
+    return row[SOURCE:SOURCE + row[1]]
+
+
+def _destination(row: bytes) -> bytes:
+    return row[DESTINATION:DESTINATION + row[1]]
+
+
 @dataclass(slots=True)
 class Side:
     """What one side of the pair shows about hosts: SYN fingerprints and the ports they serve."""
 
     fingerprints: dict[bytes, set[Feature]] = field(default_factory=dict)
     services: dict[bytes, set[tuple[int, int]]] = field(default_factory=dict)
-    initiators: dict[FiveTuple, FiveTuple] = field(default_factory=dict)  # non-TCP flow -> first key
+    # non-TCP flow (canonical key row) -> whether its first frame was sent in the canonical direction
+    initiators: dict[bytes, bool] = field(default_factory=dict)
 
-    def add(self, data: bytes | bytearray, key: FiveTuple, found: tuple[Header, Header] | None) -> bool:
-        """Note one frame; True when its sender contacts its destination: a SYN, an echo request,
-        or the first frame of another flow."""
-        if key.protocol != TCP:
-            canonical = key.canonical()
-            first = self.initiators.get(canonical)
-            if first is None:
-                self.initiators[canonical] = key
-                echo = ECHO_REQUEST.get(key.protocol)
-                return echo is None or _icmp_type(data, found) == echo
-            if key.protocol == UDP and first != key:
-                self.services.setdefault(first.destination, set()).add((UDP, first.destination_port))
-            return False
-        if found is None or found[1].kind != "tcp" or found[1].offset + 20 > len(data):
-            return False
-        network, tcp = found[0], found[1].offset
-        flags = data[tcp + 13]
-        if not flags & SYN:
-            return False
-        features = self.fingerprints.setdefault(key.source, set())
-        if len(features) < FEATURE_LIMIT:
-            features.add(_syn_features(data, network, tcp))
-        if flags & ACK:
-            self.services.setdefault(key.source, set()).add((TCP, key.source_port))
-        return not flags & ACK
+    def add(self, keys: Keys, outer: Outer, tcp: Int64s) -> Int64s:
+        """Note the frames that have `keys` (`tcp`: those that are TCP with a whole header); return
+        those whose sender contacts their destination (a SYN, an echo request, or the first
+        frame of another flow), by index in `keys`, in frame order."""
+        frames = keys.frames
+        transport = outer.transport[keys.positions]
+        flags = frames.take(keys.positions[tcp], transport[tcp] + 13, 1)[:, 0]
+        syn = (flags & SYN) != 0
+        for index, flag in zip(tcp[syn].tolist(), flags[syn].tolist(), strict=True):
+            row, position = keys.row(index), int(keys.positions[index])
+            data, network = frames.data[position], int(outer.network[position])
+            features = self.fingerprints.setdefault(_source(row), set())
+            if len(features) < FEATURE_LIMIT:
+                ttl_at = network + (8 if row[1] == 4 else 7)
+                features.add(_syn_features(data, ttl_at, int(transport[index])))
+            if flag & ACK:
+                port = int.from_bytes(row[SOURCE_PORT:DESTINATION], "big")
+                self.services.setdefault(_source(row), set()).add((TCP, port))
+        contacts: Int64s = tcp[syn][(flags[syn] & ACK) == 0]
+        others = np.flatnonzero(keys.rows[:, 0] != TCP)
+        if len(others):
+            contacts = np.union1d(contacts, np.array(self._others(keys, outer, others), np.int64))
+        return contacts
+
+    def _others(self, keys: Keys, outer: Outer, others: Int64s) -> list[int]:
+        """Note the flows other than TCP of the frames `others`; return the first frames of new ones
+        that contact a host. A flow's initiator is its first frame's sender; a UDP frame the other
+        way is a reply, and its sender serves the initiator's destination port."""
+        forward = keys.forward()[others]
+        flows, which = distinct(keys.canonical_rows()[others])
+        firsts = np.full(len(flows), len(others), np.int64)
+        np.minimum.at(firsts, which, np.arange(len(others)))
+        along = np.bincount(which, weights=forward, minlength=len(flows)) > 0  # frames sent canonically
+        against = np.bincount(which, weights=~forward, minlength=len(flows)) > 0
+        contacts = []
+        for number, (flow, first) in enumerate(zip(flows, firsts.tolist(), strict=True)):
+            initiator = self.initiators.get(flow)
+            if initiator is None:
+                initiator = self.initiators[flow] = bool(forward[first])
+                echo = ECHO_REQUEST.get(flow[0])
+                if echo is None or self._icmp_type(keys, outer, int(others[first])) == echo:
+                    contacts.append(int(others[first]))
+            if flow[0] == UDP and (against[number] if initiator else along[number]):
+                served = flow if initiator else reversed_row(flow)
+                port = int.from_bytes(served[DESTINATION_PORT:], "big")
+                self.services.setdefault(_destination(served), set()).add((UDP, port))
+        return contacts
+
+    @staticmethod
+    def _icmp_type(keys: Keys, outer: Outer, index: int) -> int | None:
+        position = int(keys.positions[index])
+        data, offset = keys.frames.data[position], int(outer.transport[position])
+        if outer.following[position] not in (ICMP_KIND, ICMPV6_KIND) or offset >= len(data):
+            return None
+        return data[offset]
 
 
 def _short(found: dict[str, Any]) -> dict[str, Any]:
@@ -182,41 +245,126 @@ class Clock:
         return (hertz / rate - 1.0) * 1e6
 
 
-@dataclass(slots=True)
-class Series:
-    """Inter-arrival times of one stream: the first INTERVAL_LIMIT intervals, in ns."""
-
-    last_ns: int | None = None
-    intervals: array[int] | None = None  # made at the second frame: most streams have one
-
-    def add(self, ts_ns: int) -> None:
-        if self.last_ns is not None:
-            if self.intervals is None:
-                self.intervals = array("q")
-            if len(self.intervals) < INTERVAL_LIMIT:
-                self.intervals.append(ts_ns - self.last_ns)
-        self.last_ns = ts_ns
-
-    def periodicity(self) -> tuple[float, float] | None:
-        """(coefficient of variation, median interval in s) once there are enough intervals; the
-        largest 10% are ignored (a sensor that missed a report or a pause in the capture)."""
-        intervals = self.intervals
-        if intervals is None or len(intervals) < MIN_INTERVALS:
-            return None
-        kept = sorted(intervals)[:len(intervals) - len(intervals) // 10]
-        mean = statistics.fmean(kept)
-        if mean <= 0:
-            return None
-        return statistics.pstdev(kept) / mean, statistics.median(kept) / NS_PER_SECOND
+def _ticks(keys: Keys, outer: Outer, tcp: Int64s) -> tuple[Int64s, list[int]]:
+    """The frames among `tcp` (by index in `keys`) with a TCP timestamps option whose TSval is
+    not 0 (renumbering leaves 0 as it is: it is no reading of the clock), and that TSval. The usual
+    layout (NOP, NOP, timestamps) is read for all frames at once, any other one frame by frame."""
+    frames, positions = keys.frames, keys.positions[tcp]
+    transport = outer.transport[positions]
+    header = (frames.take(positions, transport + 12, 1)[:, 0] >> 4).astype(np.int64) * 4
+    ends = np.minimum(transport + header, frames.lengths[positions])
+    options = frames.take(positions, transport + 20, 8)
+    usual = (options[:, :4] == TIMESTAMP_OPTION).all(axis=1) & (transport + 28 <= ends)
+    ticks = np.where(usual, options[:, 4:].copy().view(">u4")[:, 0].astype(np.int64), 0)
+    for index in np.flatnonzero(~usual & (ends > transport + 20)).tolist():
+        ticks[index] = _timestamp(frames.data[int(positions[index])], int(transport[index])) or 0
+    stamped = np.flatnonzero(ticks)
+    return tcp[stamped], ticks[stamped].tolist()
 
 
-@dataclass(slots=True)
-class Timed:
-    """One ORIGINAL stream (protocol, source, destination, destination port) on both sides: its
-    frames' original times, and the output times of those of them written."""
+class Intervals:
+    """Inter-arrival times of many streams, numbered from 0: the first INTERVAL_LIMIT intervals of
+    each, in ns, kept as columns (stream, interval) rather than as an object per stream."""
 
-    original: Series = field(default_factory=Series)
-    output: Series = field(default_factory=Series)
+    def __init__(self) -> None:
+        self.last: Times = np.zeros(0, np.int64)  # time of each stream's latest frame
+        self.seen = np.zeros(0, np.bool_)
+        self.counts = np.zeros(0, np.int64)  # intervals of each stream so far
+        self.streams: list[npt.NDArray[np.int32]] = []
+        self.values: list[Int64s] = []
+
+    def add(self, streams: Int64s, ts_ns: Times) -> None:
+        """Frames of `streams` at `ts_ns`, in frame order."""
+        if not len(streams):
+            return
+        self._grow(int(streams.max()) + 1, ts_ns.dtype == object)
+        if self.last.dtype == object:  # some time did not fit int64: Python integers from now on
+            ts_ns = ts_ns.astype(object)
+        order = np.argsort(streams, kind="stable")
+        streams, ts_ns = streams[order], ts_ns[order]
+        starts = np.flatnonzero(np.r_[True, streams[1:] != streams[:-1]])
+        sizes = np.diff(np.r_[starts, len(streams)])
+        numbers = streams[starts]
+        fresh = ~self.seen[numbers]  # the stream's first frame gives no interval
+        previous = np.empty_like(ts_ns)
+        previous[1:] = ts_ns[:-1]
+        previous[starts] = self.last[numbers]
+        counted = np.ones(len(streams), np.bool_)
+        counted[starts[fresh]] = False
+        rank = (np.repeat(self.counts[numbers] - starts - fresh, sizes) + np.arange(len(streams)))
+        kept = counted & (rank < INTERVAL_LIMIT)
+        self.streams.append(streams[kept].astype(np.int32))
+        self.values.append(np.array((ts_ns[kept] - previous[kept]).tolist(), np.int64)
+                           if ts_ns.dtype == object else ts_ns[kept] - previous[kept])
+        self.last[numbers] = ts_ns[starts + sizes - 1]
+        self.seen[numbers] = True
+        self.counts[numbers] += sizes - fresh
+
+    def _grow(self, size: int, wide: bool) -> None:
+        if wide and self.last.dtype != object:
+            self.last = self.last.astype(object)
+        if size > len(self.seen):
+            capacity = max(size, 2 * len(self.seen), 64)
+            self.last = np.concatenate((self.last, np.zeros(capacity - len(self.last), self.last.dtype)))
+            self.seen = np.concatenate((self.seen, np.zeros(capacity - len(self.seen), np.bool_)))
+            self.counts = np.concatenate((self.counts, np.zeros(capacity - len(self.counts), np.int64)))
+
+    def periodic(self, count: int) -> dict[int, tuple[float, float]]:
+        """The periodic ones of streams 0 .. `count` - 1, with their (coefficient of variation,
+        period in s) as `_periodicity` measures them. A float screen with a margin rules out
+        most streams; the rest are measured exactly."""
+        if not self.streams:
+            return {}
+        streams, values = np.concatenate(self.streams), np.concatenate(self.values)
+        order = np.lexsort((values, streams))
+        streams, values = streams[order], values[order]
+        totals = np.bincount(streams, minlength=count)
+        starts = np.r_[0, np.cumsum(totals)[:-1]]
+        kept = (np.arange(len(streams)) - starts[streams]) < (totals - totals // 10)[streams]
+        chosen, measured = streams[kept], values[kept].astype(np.float64)
+        sizes = np.maximum(np.bincount(chosen, minlength=count), 1)
+        means = np.bincount(chosen, weights=measured, minlength=count) / sizes
+        squares = np.bincount(chosen, weights=(measured - means[chosen]) ** 2, minlength=count)
+        spreads = np.sqrt(squares / sizes)
+        smallest = np.zeros(count, np.int64)
+        smallest[totals > 0] = values[starts[totals > 0]]
+        surely_not = (smallest >= 0) & (means > 0) & (spreads > PERIODIC_CV * (1 + SCREEN_MARGIN) * means)
+        found = {}
+        for stream in np.flatnonzero((totals >= MIN_INTERVALS) & ~surely_not).tolist():
+            measure = _periodicity(values[starts[stream]:starts[stream] + totals[stream]].tolist())
+            if measure is not None and measure[0] < PERIODIC_CV:
+                found[stream] = measure
+        return found
+
+
+def _periodicity(intervals: list[int]) -> tuple[float, float] | None:
+    """(coefficient of variation, median interval in s) of a stream's sorted intervals once there
+    are enough; the largest 10% are ignored (a sensor that missed a report or a pause in the
+    capture)."""
+    if len(intervals) < MIN_INTERVALS:
+        return None
+    kept = intervals[:len(intervals) - len(intervals) // 10]
+    mean = statistics.fmean(kept)
+    if mean <= 0:
+        return None
+    return statistics.pstdev(kept) / mean, statistics.median(kept) / NS_PER_SECOND
+
+
+def _streams(keys: Keys, index: dict[bytes, int]) -> Int64s:
+    """The number of each key's stream (protocol, source, destination, destination port) in
+    `index`, where new streams are numbered in order of appearance."""
+    rows = np.empty((len(keys), STREAM), np.uint8)
+    rows[:, :STREAM_DESTINATION] = keys.rows[:, :SOURCE_PORT]  # protocol, size, source
+    rows[:, STREAM_DESTINATION:] = keys.rows[:, DESTINATION:]  # destination and its port
+    flat = rows.tobytes()
+    numbers = [index.setdefault(flat[at:at + STREAM], len(index)) for at in range(0, len(flat), STREAM)]
+    return np.array(numbers, np.int64)
+
+
+def _ends(rows: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """The source and destination address of each key row of one family, in that order, a row each."""
+    ends = np.stack((rows[:, SOURCE:SOURCE + size], rows[:, DESTINATION:DESTINATION + size]), axis=1)
+    return ends.reshape(-1, size)
 
 
 class RiskCollector:
@@ -234,75 +382,93 @@ class RiskCollector:
         self.mapping: dict[bytes, bytes] = {}  # output address -> original address (pair)
         self.clocks: dict[bytes, Clock] = {}
         self.contacts: dict[bytes, dict[bytes, bytes | None]] = {}  # source -> target -> original
-        self.streams: dict[Stream, Timed] = {}  # original stream -> its times before and after (pair)
-        self.written: dict[Stream, Series] = {}  # output stream -> the times it shows
+        self.streams: dict[bytes, int] = {}  # original stream row -> number (pair)
+        self.written: dict[bytes, int] = {}  # output stream row -> number
+        self.before = Intervals()  # original streams, original times (pair)
+        self.after = Intervals()  # original streams, output times of the frames written (pair)
+        self.shown = Intervals()  # output streams, output times
         self.moments = [0] * 6  # n, x, y, xx, yy, xy of original (x) and output (y) intervals
         self.previous: tuple[int, int] | None = None
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
-        pair, dropped = self.pair, batch.dropped
-        befores = original_keys(batch) if pair else [None] * len(batch)
-        afters = output_keys(batch)
-        for position, (frame, layers) in enumerate(zip(batch.frames, batch.layers, strict=True)):
-            found = _transport(layers)
-            before = befores[position]
-            timed = None
-            if before is not None:
-                self.original.add(frame.data, before, found)
-                stream = _stream(before)
-                timed = self.streams.get(stream)
-                if timed is None:
-                    timed = self.streams[stream] = Timed()
-                timed.original.add(frame.ts_ns)
-            if position in dropped:
-                continue
-            out, ts_ns = batch.data[position], batch.ts_ns[position]
-            self._interarrival(frame.ts_ns, ts_ns)
-            after = afters[position]
-            if after is None:
-                continue
-            self._output(out, ts_ns, after, before, found)
-            if timed is not None:
-                timed.output.add(ts_ns)
-            stream = _stream(after)
-            shown = self.written.get(stream)
-            if shown is None:
-                shown = self.written[stream] = Series()
-            shown.add(ts_ns)
+        outer, (original_ns, output_ns) = outer_headers(batch), batch_times(batch)
+        after = output_side(batch)
+        counterpart = np.full(len(after), -1, np.int64)  # each written key's original key, by index
+        before = None
+        if self.pair:
+            before = original_side(batch)
+            self.original.add(before, outer, _tcp_frames(before, outer))
+            numbers = _streams(before, self.streams)
+            self.before.add(numbers, original_ns[before.positions])
+            slots = np.full(len(batch), -1, np.int64)
+            slots[before.positions] = np.arange(len(before))
+            counterpart = slots[after.positions]
+            both = counterpart >= 0
+            self.after.add(numbers[counterpart[both]], output_ns[after.positions[both]])
+        self._interarrival(batch, original_ns, output_ns)
+        tcp = _tcp_frames(after, outer)
+        self._contacts(after, before, counterpart, self.output.add(after, outer, tcp))
+        self._addresses(after, before, counterpart)
+        self._clocks(after, outer, tcp, output_ns)
+        self.shown.add(_streams(after, self.written), output_ns[after.positions])
 
-    def _output(self, out: bytearray, ts_ns: int, after: FiveTuple, before: FiveTuple | None,
-                found: tuple[Header, Header] | None) -> None:
+    def _addresses(self, after: Keys, before: Keys | None, counterpart: Int64s) -> None:
+        """Count the written frames each output address appears in; map output to original."""
         frames = self.frames
-        frames[after.source] += 1
-        frames[after.destination] += 1
-        if before is not None:
-            self.mapping[after.source] = before.source
-            self.mapping[after.destination] = before.destination
-        if self.output.add(out, after, found):
-            targets = self.contacts.setdefault(after.source, {})
-            if after.destination not in targets:
-                targets[after.destination] = before.destination if before else None
-        if after.protocol == TCP and found is not None and found[1].kind == "tcp":
-            tcp = found[1].offset
-            if tcp + 20 <= len(out):
-                tick = _timestamp(out, tcp)
-                if tick:  # 0 is left as it is by renumbering: it is no reading of the clock
-                    clock = self.clocks.get(after.source)
-                    if clock is None:
-                        clock = self.clocks[after.source] = Clock(ts_ns, tick)
-                    clock.add(ts_ns, tick)
+        for size in (4, 16):
+            family = np.flatnonzero(after.rows[:, 1] == size)
+            addresses, which = distinct(_ends(after.rows[family], size))
+            for address, count in zip(addresses, np.bincount(which).tolist(), strict=True):
+                frames[address] += count  # new ones in order of appearance, as frame by frame
+            if before is not None:
+                family = family[counterpart[family] >= 0]
+                addresses, which = distinct(_ends(after.rows[family], size))
+                last = np.zeros(len(addresses), np.int64)  # each one's last frame says what it maps to
+                np.maximum.at(last, which, np.arange(len(which)))
+                originals = _ends(before.rows[counterpart[family]], size)[last]
+                self.mapping.update(zip(addresses, split_rows(originals), strict=True))
 
-    def _interarrival(self, original_ns: int, output_ns: int) -> None:
+    def _contacts(self, after: Keys, before: Keys | None, counterpart: Int64s, contacts: Int64s) -> None:
+        for index in contacts.tolist():
+            row = after.row(index)
+            source, destination = _source(row), _destination(row)
+            targets = self.contacts.setdefault(source, {})
+            if destination not in targets:
+                original = int(counterpart[index])
+                targets[destination] = _destination(before.row(original)) \
+                    if before is not None and original >= 0 else None
+
+    def _clocks(self, after: Keys, outer: Outer, tcp: Int64s, output_ns: Times) -> None:
+        stamped, ticks = _ticks(after, outer, tcp)
+        clocks = self.clocks
+        at = output_ns[after.positions[stamped]].tolist()
+        for index, tick, ts_ns in zip(stamped.tolist(), ticks, at, strict=True):
+            source = _source(after.row(index))
+            clock = clocks.get(source)
+            if clock is None:
+                clock = clocks[source] = Clock(ts_ns, tick)
+            clock.add(ts_ns, tick)
+
+    def _interarrival(self, batch: Batch, original_ns: Times, output_ns: Times) -> None:
+        """Sums of the original (x) and output (y) intervals between written frames, exact."""
+        kept = written(batch)
+        xs, ys = original_ns[kept].tolist(), output_ns[kept].tolist()
+        if not xs:
+            return
         if self.pair and self.previous is not None:
-            x, y = original_ns - self.previous[0], output_ns - self.previous[1]
-            m = self.moments
-            m[0] += 1
-            m[1] += x
-            m[2] += y
-            m[3] += x * x
-            m[4] += y * y
-            m[5] += x * y
-        self.previous = (original_ns, output_ns)
+            xs.insert(0, self.previous[0])
+            ys.insert(0, self.previous[1])
+        self.previous = (xs[-1], ys[-1])
+        if not self.pair:
+            return
+        x, y = list(map(sub, xs[1:], xs[:-1])), list(map(sub, ys[1:], ys[:-1]))
+        m = self.moments
+        m[0] += len(x)
+        m[1] += sum(x)
+        m[2] += sum(y)
+        m[3] += sum(map(mul, x, x))
+        m[4] += sum(map(mul, y, y))
+        m[5] += sum(map(mul, x, y))
 
     def result(self) -> dict[str, Any]:
         """The report's `risk` section."""
@@ -374,18 +540,13 @@ class RiskCollector:
     def _timing(self) -> dict[str, Any]:
         """Periodic streams: counted on both sides (pair), listed only as the output shows them."""
         pair = self.pair
-        counts = Counter[str]()
-        for timed in self.streams.values():
-            was, now = _periodic(timed.original), _periodic(timed.output)
-            counts["original"] += was
-            counts["masked"] += was and not now
-            counts["exposed"] += was and now
-        flows = []
-        for stream, series in self.written.items():
-            shown = series.periodicity()
-            if shown is not None and shown[0] < PERIODIC_CV:
-                flows.append({"flow": _stream_name(stream), "period_s": shown[1], "original_cv": None,
-                              "anonymized_cv": shown[0], "masked": False if pair else None})
+        was, now = self.before.periodic(len(self.streams)), self.after.periodic(len(self.streams))
+        counts = {"original": len(was), "masked": len(was.keys() - now.keys()),
+                  "exposed": len(was.keys() & now.keys())}
+        periodic = self.shown.periodic(len(self.written))
+        flows = [{"flow": _stream_name(stream), "period_s": periodic[number][1], "original_cv": None,
+                  "anonymized_cv": periodic[number][0], "masked": False if pair else None}
+                 for number, stream in enumerate(self.written) if number in periodic]
         return {"interarrival_correlation": self._correlation(),
                 "periodic_original": counts["original"] if pair else None,
                 "periodic_anonymized": len(flows),
@@ -400,15 +561,6 @@ class RiskCollector:
             return None
         covariance = n * xy - x * y
         return math.copysign(math.sqrt(Fraction(covariance * covariance, spread_x * spread_y)), covariance)
-
-
-def _stream(key: FiveTuple) -> Stream:
-    return key.protocol, key.source, key.destination, key.destination_port
-
-
-def _periodic(series: Series) -> bool:
-    found = series.periodicity()
-    return found is not None and found[0] < PERIODIC_CV
 
 
 def _revealed(address: int, original: int, known: list[tuple[int, int]], width: int, pair: bool) -> int:
@@ -453,6 +605,8 @@ def _text(address: bytes) -> str:
     return str(ipaddress.ip_address(address))
 
 
-def _stream_name(stream: Stream) -> str:
-    protocol, source, destination, port = stream
-    return f"{protocol} {_text(source)} > {_text(destination)}:{port}"
+def _stream_name(stream: bytes) -> str:
+    """A stream row as `protocol source > destination:port`."""
+    size = stream[1]
+    source, destination = stream[SOURCE:SOURCE + size], stream[STREAM_DESTINATION:STREAM_DESTINATION + size]
+    return f"{stream[0]} {_text(source)} > {_text(destination)}:{int.from_bytes(stream[-2:], 'big')}"

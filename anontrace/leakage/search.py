@@ -79,7 +79,8 @@ NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_-")
 RUN_CHARS = frozenset(b"0123456789abcdef:.")
 
 def _hash(values: npt.NDArray[np.uint32], multiplier: np.uint32) -> npt.NDArray[np.uint32]:
-    hashed: npt.NDArray[np.uint32] = (values * multiplier) >> SHIFT
+    hashed: npt.NDArray[np.uint32] = values * multiplier
+    hashed >>= SHIFT  # in place: a buffer's windows are 4 bytes per byte searched
     return hashed
 
 
@@ -345,7 +346,8 @@ class Searcher:
 
     def _name_wire(self, low: bytes, at: int, hi: int) -> Iterator[Hit]:
         """A name's labels from `at`: the whole name, or its first labels then a compression
-        pointer (to the rest, presumably). The longest match is reported."""
+        pointer (to the rest, presumably). The longest match is reported; a name `forget` dropped
+        is not (its first labels may still be another's)."""
         labels: list[bytes] = []
         position, best = at, None
         while position < hi and 0 < low[position] <= 63 and position + 1 + low[position] <= hi:
@@ -354,7 +356,7 @@ class Searcher:
             text = b".".join(labels)
             if text in self.names:
                 best = (text, position)
-            elif position < hi and low[position] >= 0xC0 and text in self.prefixes:
+            elif position < hi and low[position] >= 0xC0 and self.prefixes.get(text) in self.names:
                 best = (self.prefixes[text], position + 2)
         if best is not None:
             yield (at, min(best[1], hi), ("name", best[0]), "dns-wire")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from anontrace.flows import FlowTable, original_keys, output_keys
+from anontrace.flows import FlowTable, batch_times, original_side, output_side, wire_lengths
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import NS_PER_SECOND
 
@@ -32,35 +32,24 @@ class UtilityCollector:
         self.anonymized = FlowTable()
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
+        original_ns, output_ns = batch_times(batch)
         if self.pair:
-            for frame, key in zip(batch.frames, original_keys(batch), strict=True):
-                if key is not None:
-                    self.original.add(key, frame.ts_ns, frame.wirelen)
-        for frame, key, ts_ns in zip(batch.frames, output_keys(batch), batch.ts_ns, strict=True):
-            if key is not None:  # None for dropped frames too
-                self.anonymized.add(key, ts_ns, frame.wirelen)
+            self.original.add_keys(original_side(batch), original_ns, wire_lengths(batch))
+        self.anonymized.add_keys(output_side(batch), output_ns, wire_lengths(batch))  # written frames
 
     def result(self) -> dict[str, Any]:
         """The report's `utility` section."""
-        sides = [_columns(self.anonymized)] + ([_columns(self.original)] if self.pair else [])
+        sides = [self.anonymized.columns()] + ([self.original.columns()] if self.pair else [])
         packet_edges = _edges(max(int(side[0].max(initial=0)) for side in sides))
         byte_edges = _edges(max(int(side[1].max(initial=0)) for side in sides))
         duration_edges = _edges(max(int(side[2].max(initial=0)) for side in sides), DURATION_UNIT_NS)
         edges = (packet_edges, byte_edges, duration_edges)
-        original = _section(_columns(self.original), edges) if self.pair else None
+        original = _section(sides[1], edges) if self.pair else None
         kept = None
         if self.pair and len(self.original):
             kept = len(self.anonymized) / len(self.original)
         return {"original": original, "anonymized": _section(sides[0], edges),
                 "flows_kept_fraction": kept}
-
-
-def _columns(table: FlowTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Packets, bytes and duration (ns) of every flow, as int64 columns."""
-    packets = np.fromiter((f.packets for f in table), dtype=np.int64, count=len(table))
-    sizes = np.fromiter((f.bytes for f in table), dtype=np.int64, count=len(table))
-    durations = np.fromiter((f.last_ns - f.first_ns for f in table), dtype=np.int64, count=len(table))
-    return packets, sizes, durations
 
 
 def _edges(largest: int, unit: int = 1) -> list[int]:

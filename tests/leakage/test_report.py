@@ -16,13 +16,13 @@ from scapy.packet import Raw
 from anontrace.errors import TraceFormatError
 from anontrace.keys import Key
 from anontrace.leakage.gates import FIGURES, figure
-from anontrace.leakage.report import NOT_IN_OUTPUT, report_files
+from anontrace.leakage.report import NOT_IN_OUTPUT, Coverage, report_files
 from anontrace.leakage.residual import kept_by_mappers
 from anontrace.leakage.schema import SCHEMA
 from anontrace.rules.compile import read_rules
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
-from tests.helpers import anontrace, write_pcap
+from tests.helpers import anontrace, make_batch, write_pcap
 
 SAMPLES = Path(__file__).parent.parent.parent / "sample_pcaps"
 KEY = Key(bytes(range(32)))
@@ -153,3 +153,22 @@ def test_a_planted_leak_is_found_and_the_gate_fails(tmp_path: Path, key_file: Pa
     assert report["residual"]["total"] > 0
     assert report["passed"] is False
     assert Path(str(leaked) + ".report.html").exists()
+
+
+def test_coverage_counts_each_frame_by_what_happened_to_it() -> None:
+    frames = [bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / Raw(b"x" * 20))
+              for _ in range(5)]
+    batch = make_batch(frames)
+    batch.data[0][26] ^= 1  # rewritten
+    del batch.data[1][40:]  # cut short by a rule
+    batch.drop(4, "late")  # dropped in this order, but ties are listed in frame order
+    batch.drop(3, "early")
+    batch.cut["a rule"] += 1
+    coverage = Coverage()
+    coverage.observe(batch, [None] * 5)
+    found = coverage.result()
+    assert (found["frames_in"], found["frames_out"], found["frames_transformed"], found["frames_cut"]) == \
+        (5, 3, 2, 1)
+    assert list(found["dropped"].items()) == [("early", 1), ("late", 1)]
+    assert found["frames_dropped"] == 2
+    assert (found["cut_by_rules"], found["cut_by_dissector"]) == ({"a rule": 1}, {})

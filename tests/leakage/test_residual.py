@@ -16,7 +16,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRROPT, EDNS0ClientSubnet
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
 from scapy.layers.l2 import Ether
-from scapy.packet import Packet
+from scapy.packet import Packet, Raw
 
 from anontrace.crypto.macs import MacMapper
 from anontrace.crypto.mapping import AddressMapper
@@ -290,6 +290,25 @@ def test_reverse_names_give_addresses_and_short_or_kept_names_are_skipped() -> N
     assert collector.addresses[bytes([1, 2, 3, 4])] == Sighting(1, "reverse dns name in dns")
     assert collector.addresses[_raw(IPV6_B)] == Sighting(2, "reverse dns name in dns")
     assert set(collector.names) == {b"ab.com", b"printer._ipp._tcp.local"}
+
+
+def dns_answer(question: bytes, answer: bytes) -> Packet:
+    """A DNS response: one question (at offset 12 of the message), one A record named `answer`."""
+    message = (bytes.fromhex("0001 8180 0001 0001 0000 0000") + question + bytes.fromhex("0001 0001")
+               + answer + bytes.fromhex("0001 0001 00000000 0004 c0000201"))
+    return Ether(src=FRESH_MAC, dst=OTHER_MAC) / IP(src=OTHER_IP, dst=FRESH_IP) / UDP(sport=53, dport=1000) \
+        / Raw(message)
+
+
+def test_the_same_name_bytes_with_a_pointer_can_name_another_host() -> None:
+    # "host" then a pointer to the question: the same bytes in both frames, two different names
+    host_there = b"\x04host\xc0\x0c"
+    packets = [dns_answer(b"\x07example\x03org\x00", host_there),
+               dns_answer(b"\x05other\x03net\x00", host_there),
+               dns_answer(b"\x04host\x07example\x03org\x00", b"\x05other\x03net\x00")]  # all seen before
+    assert collector_of(packets).names == {
+        b"example.org": Sighting(1, "dns name"), b"host.example.org": Sighting(1, "dns name"),
+        b"other.net": Sighting(2, "dns name"), b"host.other.net": Sighting(2, "dns name")}
 
 
 def test_ipv4_addresses_inside_ipv6_addresses_are_identifiers() -> None:

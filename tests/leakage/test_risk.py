@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import itertools
 import json
 import math
 import random
@@ -12,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import numpy as np
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 
 from anontrace.crypto.cryptopan import CryptoPAn
+from anontrace.flows import times
 from anontrace.io.capture import open_reader
 from anontrace.io.pcap import PcapWriter
 from anontrace.keys import Key
 from anontrace.leakage.gates import Gate, evaluate
-from anontrace.leakage.risk import RiskCollector
+from anontrace.leakage.risk import INTERVAL_LIMIT, Intervals, RiskCollector
 from anontrace.leakage.schema import SCHEMA
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import Frame
@@ -387,3 +390,72 @@ def test_interarrival_correlation_of_written_frames() -> None:
     reversed_times.ts_ns[:] = [0, 3, 5, 6]  # intervals 1, 2, 3 against 3, 2, 1
     assert collect(reversed_times)["timing"]["interarrival_correlation"] == -1.0
     assert collect(batch_of(packets[:2]))["timing"]["interarrival_correlation"] is None
+
+
+def logged(intervals: Intervals) -> dict[int, list[int]]:
+    """The intervals kept for each stream, sorted."""
+    found: dict[int, list[int]] = {}
+    for streams, values in zip(intervals.streams, intervals.values, strict=True):
+        for stream, value in zip(streams.tolist(), values.tolist(), strict=True):
+            found.setdefault(stream, []).append(value)
+    return {stream: sorted(values) for stream, values in found.items()}
+
+
+def test_intervals_are_taken_per_stream_across_batches() -> None:
+    intervals = Intervals()
+    intervals.add(np.array([0, 1, 0]), times([10, 5, 30]))
+    intervals.add(np.array([1, 0, 1, 2]), times([6, 31, 20, 7]))  # stream 2 has one frame: no interval
+    assert logged(intervals) == {0: [1, 20], 1: [1, 14]}
+    assert intervals.counts[:3].tolist() == [2, 2, 0]
+
+
+def test_only_the_first_intervals_of_a_stream_are_kept_and_any_time_fits() -> None:
+    intervals = Intervals()
+    squares = [i * i for i in range(INTERVAL_LIMIT + 50)]  # intervals 1, 3, 5, ...
+    intervals.add(np.zeros(100, np.int64), times(squares[:100]))
+    intervals.add(np.zeros(len(squares) - 100, np.int64), times(squares[100:]))
+    assert logged(intervals) == {0: [2 * i + 1 for i in range(INTERVAL_LIMIT)]}
+    huge = Intervals()
+    huge.add(np.array([0, 0]), times([(1 << 64) + 1, (1 << 64) + 4]))
+    huge.add(np.array([0]), times([(1 << 64) + 10]))
+    assert logged(huge) == {0: [3, 6]}
+
+
+def test_a_stream_a_hair_from_the_periodic_limit_is_judged_exactly() -> None:
+    # nine kept intervals m - d (4), m, m + d (4), and one large one ignored: CV = d * sqrt(8) / (3 * m),
+    # below 0.1 exactly when 800 * d * d < 9 * m * m, that is d <= 106066017 for m = 10**9
+    m = 10 ** 9
+
+    def stream(d: int) -> list[int]:
+        return [m - d] * 4 + [m] + [m + d] * 4 + [5 * m]
+    assert 800 * 106066017 ** 2 < 9 * m * m < 800 * 106066018 ** 2
+    intervals = Intervals()
+    for number, d in enumerate((106066017, 106066018, 0, m // 2)):
+        intervals.add(np.full(11, number), times([0, *itertools.accumulate(stream(d))]))
+    found = intervals.periodic(4)
+    assert sorted(found) == [0, 2]
+    assert found[0][1] == 1.0 and 0.1 - found[0][0] < 1e-8
+    assert found[2] == (0.0, 1.0)
+
+
+def test_timestamps_are_read_whatever_the_option_layout() -> None:
+    layouts = {"10.0.0.1": [("NOP", None), ("NOP", None), ("Timestamp", (5, 0))],  # the usual one
+               "10.0.0.2": [("MSS", 1460), ("Timestamp", (7, 0)), ("NOP", None), ("NOP", None)],
+               "10.0.0.3": [("NOP", None), ("NOP", None), ("Timestamp", (0, 0))],  # 0: no reading
+               "10.0.0.4": []}
+    packets = [ETHER / IP(src=source, dst="192.0.2.99") / TCP(flags="A", options=options)
+               for source, options in layouts.items()]
+    collector = RiskCollector(False)
+    collector.observe(batch_of(packets), [None] * len(packets))
+    assert {str(ipaddress.ip_address(host)): clock.last_raw for host, clock in collector.clocks.items()} == \
+        {"10.0.0.1": 5, "10.0.0.2": 7}
+
+
+def test_a_reply_in_a_later_batch_still_names_a_service() -> None:
+    question = ETHER / IP(src="10.1.0.1", dst="10.2.0.1") / UDP(sport=5000, dport=53)
+    answer = ETHER / IP(src="10.2.0.1", dst="10.1.0.1") / UDP(sport=53, dport=5000)
+    collector = RiskCollector(False)
+    collector.observe(batch_of([question]), [None])
+    assert collector.output.services == {}
+    collector.observe(batch_of([answer, question]), [None, None])
+    assert collector.output.services == {packed("10.2.0.1"): {(17, 53)}}

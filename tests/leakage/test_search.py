@@ -11,6 +11,7 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from anontrace.leakage import residual as residual_module
 from anontrace.leakage.residual import Sighting, scan
 from anontrace.leakage.search import Searcher
 from tests.helpers import write_pcap
@@ -85,3 +86,22 @@ def test_a_text_only_searcher_finds_the_text_forms_alone() -> None:
     assert sorted(found) == [(2, 3, 11, ("ipv4", address), "text"),
                              (2, 16, 37, ("ipv4", address), "reverse-dns"),
                              (2, 43, 63, ("name", name), "text")]
+
+
+def test_a_forgotten_name_is_not_found_by_its_first_labels() -> None:
+    """Two names share their first label (and so a prefilter key); once one is forgotten (kept
+    and found already), its first labels before a compression pointer are no hit of it."""
+    kept, other = b"host1.corp.example", b"host1.other.org"
+    searcher = Searcher({}, {kept: False, other: False})
+    wire = b"xx\x05host1\x04corp\xc0\x0c"
+    assert [hits for _, hits in searcher.search_pieces([wire])] == [[(2, 15, ("name", kept), "dns-wire")]]
+    searcher.forget([("name", kept)])
+    assert searcher.search_pieces([wire]) == []
+    assert searcher.search_pieces([b"\x05host1\x05other\x03org\x00"])[0][1][0][2] == ("name", other)
+
+
+def test_what_is_found_does_not_depend_on_how_frames_are_grouped(
+        planted: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    path, residual = planted
+    monkeypatch.setattr(residual_module, "CHUNK_BYTES", 1)  # each frame searched alone, kept ones forgotten
+    assert scan(str(path), collector_of(original_packets())) == residual
