@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import signal
 import sys
@@ -24,6 +25,7 @@ from anontrace.explain import render as explain_render
 from anontrace.explain import to_json as explain_json
 from anontrace.io.capture import atomic_output
 from anontrace.keys import (
+    KEY_ENV,
     combine_shares,
     generate,
     read_key_file,
@@ -41,6 +43,7 @@ from anontrace.leakage.html import render as render_html
 from anontrace.leakage.report import names_config, report_files
 from anontrace.leakage.residual import kept_by_mappers
 from anontrace.manifest import manifest_path_for, verify
+from anontrace.parallel import CHUNK_BYTES, Engine, default_workers
 from anontrace.render import progress_bar, summary_json, summary_table
 from anontrace.rules.audit import RANK, audit, exit_code, render_json, render_sarif, render_text
 from anontrace.rules.compile import read_rules
@@ -55,6 +58,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_CODES: dict[str, int] = {
     "UsageError": EXIT_USAGE, "RuleError": EXIT_USAGE,
     "KeyError_": EXIT_USAGE, "TraceFormatError": EXIT_FAILED, "OutputError": EXIT_FAILED,
+    "EngineError": EXIT_FAILED,
     "LeakGateError": EXIT_GATE,
 }
 
@@ -150,13 +154,24 @@ KEY_HELP = "Key file (from `anontrace keygen`); else $ANONTRACE_KEY_FILE; else a
               help="An original address the adversary is assumed to know (default: the busiest hosts).")
 @click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path),
               help="Ed25519 private key (PEM) that signs the manifest.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Worker processes (default: the machine's cores); large files are split between them.")
+@click.option("--engine", "engine_name", type=click.Choice(["local", "dask"]), default="local",
+              show_default=True, help="Where the work runs: local processes, or a Dask cluster.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask scheduler (tcp:// or tls://); default: a local cluster of --workers processes.")
+@click.option("--scheduler-timeout", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True,
+              metavar="SECONDS", help="How long to try to reach the Dask scheduler.")
+@click.option("--chunk-size", type=click.IntRange(1), default=CHUNK_BYTES, hidden=True,
+              help="Bytes per piece of a split file (for tests).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON on stdout.")
 @click.pass_context
 def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rules_spec: str | None,
                   key_file: Path | None, labels_from: Path | None, report_path: str | None,
-                  fail_on: tuple[str, ...], known: tuple[str, ...], sign_key: Path | None, quiet: bool,
-                  as_json: bool) -> None:
+                  fail_on: tuple[str, ...], known: tuple[str, ...], sign_key: Path | None,
+                  workers: int | None, engine_name: str, scheduler: str | None, scheduler_timeout: float,
+                  chunk_size: int, quiet: bool, as_json: bool) -> None:
     """Anonymize captures (pcap/pcapng, optionally .gz/.zst; `-` for stdin) into shareable ones:
     beside each output go its labels, flows, leakage report and manifest. Exit 0: done; 1: the
     run failed; 2: usage or rule-file error; 3: a report gate failed (trace withheld); 130, 143:
@@ -177,6 +192,11 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
                         report=report_path, gates=tuple(parse_gate(g) for g in fail_on),
                         known=tuple(_ip(a, "--known") for a in known),
                         sign_key=load_signing_key(sign_key) if sign_key else None)
+        if scheduler is not None and engine_name != "dask":
+            raise UsageError("--scheduler", "a scheduler is for the Dask engine", "add --engine dask")
+        engine = Engine(workers or default_workers(), engine_name == "dask", scheduler, chunk_size,
+                        scheduler_timeout)
+        key_path = key_file or (Path(os.environ[KEY_ENV]) if os.environ.get(KEY_ENV) else None)
         key = resolve_key(key_file)
         if key.one_time and rules.links_across_runs:
             raise KeyError_(rules.source, "these rules say traces must link across runs, "
@@ -185,7 +205,7 @@ def scrub_command(ctx: click.Context, inputs: tuple[str, ...], output: str, rule
             click.echo(f"anontrace: no key given; using a one-time key (fingerprint {key.fingerprint}): "
                        "the mapping cannot be reversed or linked to other runs", err=True)
         with progress_bar(enabled=not quiet and sys.stderr.isatty()) as advance:
-            result = scrub(tasks, rules, key, advance, bundle)
+            result = scrub(tasks, rules, key, advance, bundle, engine, str(key_path) if key_path else None)
         if as_json:
             click.echo(json.dumps(summary_json(result), indent=2))
         if not quiet:

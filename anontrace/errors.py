@@ -12,6 +12,10 @@ class AnontraceError(Exception):
         self.what = what
         self.hint = hint
 
+    def __reduce__(self) -> tuple[type[AnontraceError], tuple[str, str, str]]:
+        """Pickled by its parts: an error raised in a worker process is re-raised by the main one."""
+        return type(self), (self.where, self.what, self.hint)
+
 
 class UsageError(AnontraceError):
     """The command line asks for something impossible (found before any packet is read)."""
@@ -31,6 +35,10 @@ class KeyError_(AnontraceError):
 
 class OutputError(AnontraceError):
     """An output cannot be created or finished (missing directory, permissions, disk full)."""
+
+
+class EngineError(AnontraceError):
+    """Parallel work failed: a worker process died, or the Dask scheduler cannot be reached."""
 
 
 class LeakGateError(AnontraceError):

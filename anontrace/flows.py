@@ -434,6 +434,33 @@ class FlowTable:
                 if labels[position] is not None and self._labels[number] is None:
                     self._labels[number] = labels[position]
 
+    def merge(self, later: FlowTable) -> None:
+        """Take in the flows of `later`, which counted the frames right after these: totals add up,
+        a flow keeps its first time, its initiator and its label from the first frame that gave
+        one, and flows new here follow in `later`'s order."""
+        size, index = len(later), self._index
+        if not size:
+            return
+        known = len(index)
+        numbers = np.array([index.setdefault(row, len(index)) for row in later._index], np.int64)
+        self._grow(len(index))
+        first, last = later._first[:size], later._last[:size]
+        if first.dtype == object or self._first.dtype == object:  # a time beyond int64: Python integers
+            self._first, self._last = self._first.astype(object), self._last.astype(object)
+            first, last = first.astype(object), last.astype(object)
+        fresh, forward = numbers >= known, later._forward[:size]
+        self._forward[numbers[fresh]] = forward[fresh]
+        self._first[numbers] = np.where(fresh, first, np.minimum(self._first[numbers], first))
+        self._last[numbers] = np.where(fresh, last, np.maximum(self._last[numbers], last))
+        counts = later._counts[:size].copy()
+        turned = self._forward[numbers] != forward  # first seen here the other way: swap the directions
+        counts[turned] = counts[turned][:, [BACKWARD_PACKETS, BACKWARD_BYTES, FORWARD_PACKETS, FORWARD_BYTES]]
+        self._counts[numbers] += counts
+        labels = self._labels
+        for number, label in zip(numbers.tolist(), later._labels, strict=True):
+            if labels[number] is None:
+                labels[number] = label
+
     def _grow(self, size: int) -> None:
         capacity = len(self._forward)
         self._labels.extend([None] * (size - len(self._labels)))

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
-from anontrace.errors import UsageError
+from anontrace.errors import EngineError, UsageError
 from anontrace.flows import (
     PORTED,
     PROTOCOL_NUMBERS,
@@ -178,6 +178,15 @@ class GroundTruth:
                 return row.label
         return None
 
+    def merge(self, later: GroundTruth) -> None:
+        """Count the frames a copy of this ground truth (in a worker, over another piece of the
+        capture, made by `fresh`) labelled."""
+        self.counts = [mine + theirs for mine, theirs in zip(self.counts, later.counts, strict=True)]
+
+    def fresh(self) -> GroundTruth:
+        """The same rows with nothing counted yet: the copy a worker labels its piece with."""
+        return GroundTruth(self.rows, self.source)
+
     def unmatched(self) -> list[int]:
         """Line numbers of the rows that labelled no frame."""
         return [row.line for row, count in zip(self.rows, self.counts, strict=True) if count == 0]
@@ -234,14 +243,38 @@ def seconds(ts_ns: int) -> str:
 class LabelRecorder:
     """The pipeline's `Observer` for labels: streams `frame,timestamp,label` rows for the labelled
     frames as written (1-based output frame number, output time) and tallies flows by their
-    OUTPUT 5-tuples, each with the label of its first labelled frame."""
+    OUTPUT 5-tuples, each with the label of its first labelled frame.
 
-    def __init__(self, stream: TextIO) -> None:
-        self._rows = csv.writer(stream, lineterminator="\n")
-        self._rows.writerow(("frame", "timestamp", "label"))
+    Without a stream (in a worker, over a piece of a capture: it cannot know how many frames the
+    pieces before wrote) the rows are kept, numbered from the piece's first frame, until `merge`
+    hands them to the recorder of the pieces before."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._rows = csv.writer(stream, lineterminator="\n") if stream is not None else None
+        if self._rows is not None:
+            self._rows.writerow(("frame", "timestamp", "label"))
+        self.rows: list[tuple[int, str, str]] = []  # without a stream: (frame, timestamp, label)
         self.flows = FlowTable()
         self.counts: Counter[str] = Counter()
         self.frames = 0  # frames written so far
+
+    def _row(self, number: int, timestamp: str, label: str) -> None:
+        if self._rows is not None:
+            self._rows.writerow((number, timestamp, label))
+        else:
+            self.rows.append((number, timestamp, label))
+
+    def merge(self, later: LabelRecorder) -> None:
+        """Take in what `later`, a recorder without a stream, saw of the frames right after these:
+        its rows numbered on from the frames counted here (written to the stream, if any)."""
+        if later._rows is not None:
+            raise EngineError("labels", "a recorder that wrote its rows to a stream cannot follow another",
+                              "record the later pieces without a stream")
+        for number, timestamp, label in later.rows:
+            self._row(self.frames + number, timestamp, label)
+        self.frames += later.frames
+        self.counts.update(later.counts)
+        self.flows.merge(later.flows)
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
         labelled = any(label is not None for label in labels)
@@ -256,7 +289,7 @@ class LabelRecorder:
                 number += 1
                 if label is not None:
                     self.counts[label] += 1
-                    self._rows.writerow((number, seconds(batch.ts_ns[position]), label))
+                    self._row(number, seconds(batch.ts_ns[position]), label)
         self.frames += len(batch) - len(dropped)
 
     def write_flows(self, stream: TextIO) -> None:

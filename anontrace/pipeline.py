@@ -9,14 +9,24 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
 
-from anontrace.io.capture import Reader, Writer
+from anontrace.io.capture import Reader
 from anontrace.packet.batch import Batch
 from anontrace.packet.checksum import fix_checksums
 from anontrace.packet.dissect import dissect
-from anontrace.packet.frame import Frame
+from anontrace.packet.fast import dissect_batch
+from anontrace.packet.frame import Frame, Interface
 from anontrace.transforms.base import Transform
 
 BATCH_FRAMES = 4096
+
+
+class Sink(Protocol):
+    """Where output frames go: a capture writer (`io.capture.Writer`), or a worker's record list."""
+
+    def write(self, index: int, interface: Interface, ts_ns: int, data: bytes | bytearray,
+              wirelen: int, comment: str | None = None) -> None: ...
+
+    def finish(self, interfaces: list[Interface]) -> None: ...
 
 
 class Labeler(Protocol):
@@ -60,9 +70,11 @@ def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
         yield chunk
 
 
-def prepare(frames: list[Frame], stats: RunStats) -> Batch:
-    """Dissect each frame and start its output from the bytes understood, never more."""
-    layers = [dissect(f.data, f.linktype) for f in frames]
+def prepare(frames: list[Frame], stats: RunStats, vectorized: bool = True) -> Batch:
+    """Dissect each frame and start its output from the bytes understood, never more. The
+    common frames are dissected from numpy columns of the whole batch (`vectorized`), the others
+    one by one; the layers are the same either way."""
+    layers = dissect_batch(frames) if vectorized else [dissect(f.data, f.linktype) for f in frames]
     data = []
     cut = stats.cut
     for frame, found in zip(frames, layers, strict=True):
@@ -74,18 +86,19 @@ def prepare(frames: list[Frame], stats: RunStats) -> Batch:
     return Batch(frames, layers, data, [f.ts_ns for f in frames])
 
 
-def run(reader: Reader, writer: Writer, transforms: list[Transform],
+def run(reader: Reader, writer: Sink, transforms: list[Transform],
         progress: Callable[[int], None] | None = None, labeler: Labeler | None = None,
-        observers: Sequence[Observer] = ()) -> RunStats:
+        observers: Sequence[Observer] = (), vectorized: bool = True) -> RunStats:
     """Stream every frame of `reader` through `transforms` into `writer`; `labeler` labels frames
-    (the label becomes a pcapng frame comment) and `observers` see each finished batch."""
+    (the label becomes a pcapng frame comment) and `observers` see each finished batch.
+    `vectorized` False takes the frame-by-frame path for every frame (the output is the same)."""
     stats = RunStats()
     started = time.perf_counter()
     interfaces = reader.interfaces
     for transform in transforms:
         transform.reset()
     for frames in batches(iter(reader), BATCH_FRAMES):
-        batch = prepare(frames, stats)
+        batch = prepare(frames, stats, vectorized)
         for transform in transforms:
             batch = transform.apply(batch)
         labels: list[str | None] = labeler.label(batch) if labeler is not None else [None] * len(frames)

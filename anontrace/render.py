@@ -49,6 +49,7 @@ def summary_json(result: ScrubResult) -> dict[str, Any]:
         "bytes_in": total.bytes_in,
         "bytes_out": total.bytes_out,
         "seconds": round(total.seconds, 3),
+        "engine": result.engine,
         "files": [{"input": task.source, "output": task.target, "frames_in": stats.frames_in,
                    "frames_out": stats.frames_out} for task, stats in result.files],
     }
@@ -75,5 +76,6 @@ def summary_table(result: ScrubResult) -> None:
     for notice, count in total.notices.most_common():
         table.add_row(f"input: {notice}", f"{count:,}")
     table.add_row("time", f"{total.seconds:.2f} s ({rate:,.0f} frames/s)")
+    table.add_row("ran in", result.engine)
     table.add_row("key fingerprint", result.key_fingerprint + (" (one-time)" if result.one_time_key else ""))
     Console(stderr=True).print(table)

@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,8 @@ from typing import Any, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from anontrace.crypto.macs import MacMapper
+from anontrace.crypto.mapping import AddressMapper
 from anontrace.errors import OutputError, TraceFormatError, UsageError
 from anontrace.io.capture import StagedOutput, make_writer, open_reader, output_format, publication
 from anontrace.keys import Key
@@ -28,6 +30,7 @@ from anontrace.leakage.html import render as render_html
 from anontrace.leakage.report import ReportBuilder, names_config, now
 from anontrace.leakage.residual import kept_by_mappers
 from anontrace.manifest import build_manifest, file_entry
+from anontrace.parallel import Engine, KeySpec, Session, Setup, jobs_for, new_run, why_sequential
 from anontrace.pipeline import RunStats, run
 from anontrace.rules.compile import Rules
 from anontrace.signing import sign
@@ -35,6 +38,7 @@ from anontrace.transforms.base import Transform
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 
+IN_PROCESS = Engine()
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".ntar")
 
 
@@ -58,6 +62,7 @@ class ScrubResult:
     stats: dict[str, int] = field(default_factory=dict)
     written: list[Written] = field(default_factory=list)
     unmatched_rows: list[int] = field(default_factory=list)  # ground-truth rows that labelled no frame
+    engine: str = "this process"  # where the work ran, and why not spread out when it was asked to
 
 
 def _is_capture(path: Path) -> bool:
@@ -160,12 +165,13 @@ class Written:
 
 def scrub(tasks: list[Task], rules: Rules, key: Key,
           progress: Callable[[Task, int, int], None] | None = None,
-          bundle: Bundle = Bundle()) -> ScrubResult:
+          bundle: Bundle = Bundle(), engine: Engine = IN_PROCESS, key_path: str | None = None) -> ScrubResult:
     """Scrub every task with the same transforms, so addresses map the same way in every output.
 
     Each trace is staged, its leakage report built and its gates checked before anything is
     published: a trace that fails a gate is withheld (only its report is written), and the
-    others go on."""
+    others go on. `engine` says where the frames are transformed (`key_path`, the key file, is
+    how workers get the key); the outputs are the same wherever."""
     transforms = rules.build(key)
     result = ScrubResult(key.fingerprint, key.one_time, rules.source)
     directories = {Path(t.target).parent for t in tasks} if len(tasks) > 1 else set()
@@ -177,28 +183,81 @@ def scrub(tasks: list[Task], rules: Rules, key: Key,
                               "its parent directory must exist and be writable") from None
     ips = next(t for t in transforms if isinstance(t, Ip)).mapper
     macs = next(t for t in transforms if isinstance(t, Mac)).mapper
-    kept = kept_by_mappers(ips, macs)
+    kept = _Kept(ips, macs)
     gates = gate_merge(list(rules.gates), list(bundle.gates))
     published: list[str] = []
-    try:
-        for task in tasks:
-            written = _one(task, rules, key, transforms, kept, gates, bundle, progress, published)
-            result.files.append((task, written.stats))
-            result.written.append(written)
-            result.total.merge(written.stats)
-    except BaseException as exc:  # an error or an interruption: say which outputs are whole
-        if published:
-            exc.add_note(f"finished before it stopped: {', '.join(published)}")
-        raise
-    for transform in transforms:
-        result.stats.update(transform.stats())
+    with ExitStack() as stack:
+        session = _session(stack, engine, tasks, rules, key, key_path, bundle, transforms, result)
+        try:
+            for number, task in enumerate(tasks):
+                written = _one(task, rules, key, transforms, kept, gates, bundle, progress, published,
+                               (session, number) if session is not None else None)
+                result.files.append((task, written.stats))
+                result.written.append(written)
+                result.total.merge(written.stats)
+        except BaseException as exc:  # an error or an interruption: say which outputs are whole
+            if published:
+                exc.add_note(f"finished before it stopped: {', '.join(published)}")
+            raise
+    if session is not None:
+        result.stats.update(session.stats())
+    else:
+        for transform in transforms:
+            result.stats.update(transform.stats())
     result.unmatched_rows = bundle.truth.unmatched() if bundle.truth else []
     return result
 
 
-def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: Callable[[bytes], bool],
+def _session(stack: ExitStack, engine: Engine, tasks: list[Task], rules: Rules, key: Key,
+             key_path: str | None, bundle: Bundle, transforms: list[Transform],
+             result: ScrubResult) -> Session | None:
+    """The workers (local or Dask) of a run that is spread out; None for one in this process."""
+    if not engine.parallel:
+        return None
+    reason = why_sequential(transforms, [t.source for t in tasks])
+    if reason is not None:
+        result.engine = f"this process ({reason})"
+        return None
+    if not engine.dask and sum(jobs_for(t.source, engine.chunk_bytes) for t in tasks) == 1:
+        return None  # one small file: one job, done here sooner than workers start
+    if engine.dask and key_path is None:
+        raise UsageError("--engine dask", "Dask workers need the key as a file they can read",
+                         "give --key-file (or ANONTRACE_KEY_FILE) naming a key file every worker sees")
+
+    def where(path: str) -> str:  # Dask workers may start in another directory
+        return os.path.abspath(path) if engine.dask else path
+
+    spec = KeySpec(key.fingerprint, where(key_path) if key_path else None,
+                   None if key_path else key.secret)
+    setup = Setup(new_run(), rules, spec, bundle.known, bundle.truth)
+    backend = engine.backend()
+    stack.callback(backend.close)
+    result.engine = engine.describe()
+    return Session(backend, [where(t.source) for t in tasks], setup, engine.chunk_bytes,
+                   window=2 * max(engine.workers, 1) + 1)
+
+
+class _Kept:
+    """Whether the run's rules keep an identifier (it maps to itself). When workers did the
+    mapping, this process's mappers have not seen the identifiers: `warm` maps them all at once
+    (one Crypto-PAn pass) rather than one by one as the report asks."""
+
+    def __init__(self, ips: AddressMapper, macs: MacMapper) -> None:
+        self._kept = kept_by_mappers(ips, macs)
+        self._ips, self._macs = ips, macs
+
+    def __call__(self, raw: bytes) -> bool:
+        return self._kept(raw)
+
+    def warm(self, identifiers: Iterable[bytes]) -> None:
+        raws = list(identifiers)
+        self._ips.map_many(raw for raw in raws if len(raw) != 6)
+        self._macs.map_many(raw for raw in raws if len(raw) == 6)
+
+
+def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: _Kept,
          gates: list[Gate], bundle: Bundle, progress: Callable[[Task, int, int], None] | None,
-         published: list[str]) -> Written:
+         published: list[str], spread: tuple[Session, int] | None = None) -> Written:
     """Stage, report, gate and publish one output; `published` gets its name once its bundle
     (or its report alone, when withheld) is in place."""
     size = Path(task.source).stat().st_size if task.source != "-" else 0
@@ -218,12 +277,18 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
         try:
             capture_format = output_format(task.target, reader.format)[0]
             writer = make_writer(trace.stream, task.target, capture_format, reader)
-            stats = run(reader, writer, transforms, report_progress, labeling,
-                        [*builder.observers, recorder])
-            source_digest = reader.stream.digest()
+            if spread is not None:
+                stats, source_digest = spread[0].run(spread[1], writer, builder, recorder, bundle.truth,
+                                                     report_progress)
+            else:
+                stats = run(reader, writer, transforms, report_progress, labeling,
+                            [*builder.observers, recorder])
+                source_digest = reader.stream.digest()
         finally:
             reader.stream.close()
         trace.seal()
+        if spread is not None and builder.identifiers is not None:
+            kept.warm(builder.identifiers.addresses)
         report = builder.finish(anonymized=_name(task.target), scan_path=trace.temporary,
                                 original=_name(task.source), rules=rules.source,
                                 key_fingerprint=key.fingerprint, gates=gates, created=created,

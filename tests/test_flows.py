@@ -157,3 +157,28 @@ def test_distinct_rows_come_in_order_of_first_appearance() -> None:
         assert found == [bytes([9] * width), bytes([1] * width), bytes([5] * width)]
         assert which.tolist() == [0, 1, 0, 2, 1]
     assert distinct(np.zeros((0, 4), np.uint8))[0] == []
+
+
+def test_a_table_merged_with_a_later_one_counts_as_one_table() -> None:
+    there, other = FiveTuple(6, A, 40000, B, 443), FiveTuple(17, B, 53, C, 5353)
+    earlier, later = FlowTable(), FlowTable()
+    earlier.add(there, 10, 60, None)
+    later.add(other, 12, 80, "dns")  # a flow new here, then one that began there, its reply first
+    later.add(there.reversed(), 25, 1500, "web")
+    later.add(there, 17, 40, "other")
+    earlier.merge(later)
+    assert list(earlier) == [Flow(there, 10, 25, 2, 100, 1, 1500, "web"),
+                             Flow(other, 12, 12, 1, 80, 0, 0, "dns")]
+    earlier.add(other.reversed(), 30, 5)  # and it goes on as one table
+    assert list(earlier)[1] == Flow(other, 12, 30, 1, 80, 1, 5, "dns")
+
+
+def test_a_merged_flow_keeps_its_first_label_and_times_beyond_64_bits() -> None:
+    key = FiveTuple(17, A, 1, B, 53)
+    earlier, later = FlowTable(), FlowTable()
+    earlier.add(key, 5, 10, "first")
+    later.add(key.reversed(), 1 << 70, 20, "second")
+    earlier.merge(later)
+    later.merge(FlowTable())  # nothing to take in
+    assert list(earlier) == [Flow(key, 5, 1 << 70, 1, 10, 1, 20, "first")]
+    assert len(later) == 1 and next(iter(later)).key == key.reversed()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import ipaddress
 import os
+import pickle
 import signal
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,7 +24,8 @@ from scapy.packet import Packet, Raw
 from scapy.utils import EDecimal, rdpcap
 
 import anontrace.pipeline as pipeline
-from anontrace.errors import UsageError
+from anontrace.errors import EngineError, UsageError
+from anontrace.flows import FiveTuple
 from anontrace.io.capture import open_reader
 from anontrace.io.pcap import PcapWriter
 from anontrace.io.pcapng import PcapngWriter
@@ -476,3 +479,53 @@ def test_the_example_rule_file_labels_by_role() -> None:
         ether() / IP(src="192.0.2.80", dst=CLIENT) / TCP(sport=80, dport=40000),
     ])
     assert Labeling(labels, None).label(batch) == ["database", "database", "dns", "to the DMZ", "other"]
+
+
+def test_recorders_of_later_pieces_number_their_rows_on(tmp_path: Path) -> None:
+    web = ether() / IP(src=CLIENT, dst=DB1) / TCP(sport=40000, dport=5432)
+    back = ether() / IP(src=DB1, dst=CLIENT) / TCP(sport=5432, dport=40000)
+    first = batch_of([(web, T0), (back, T0 + 1)])
+    second = batch_of([(back, T0 + 2), (web, T0 + 3), (back, T0 + 4)], first=2)
+    second.drop(1, "test")
+    third = batch_of([(web, T0 + 5)], first=5)
+    labels = io.StringIO()
+    main = LabelRecorder(labels)
+    main.observe(first, [None, "db"])
+    workers = [LabelRecorder(None), LabelRecorder(None)]
+    workers[0].observe(second, ["reply", "never written", "db"])
+    workers[1].observe(third, ["db"])
+    for worker in workers:
+        main.merge(pickle.loads(pickle.dumps(worker)))
+    assert labels.getvalue().splitlines() == [
+        "frame,timestamp,label", f"2,{seconds(T0 + 1)},db", f"3,{seconds(T0 + 2)},reply",
+        f"4,{seconds(T0 + 4)},db", f"5,{seconds(T0 + 5)},db"]
+    assert main.frames == 5 and list(main.counts.items()) == [("db", 3), ("reply", 1)]
+    flows = io.StringIO()
+    main.write_flows(flows)
+    (row,) = list(csv.DictReader(io.StringIO(flows.getvalue())))
+    assert (row["src"], row["packets_fwd"], row["packets_back"], row["label"]) == (CLIENT, "2", "3", "db")
+    with pytest.raises(EngineError, match="cannot follow another"):
+        main.merge(LabelRecorder(io.StringIO()))
+
+
+def test_in_memory_recorders_merge_among_themselves() -> None:
+    udp = ether() / IP(src=CLIENT, dst=DNS) / UDP(sport=5353, dport=53)
+    earlier, later = LabelRecorder(None), LabelRecorder(None)
+    earlier.observe(batch_of([udp, udp]), ["a", None])
+    later.observe(batch_of([udp], first=2), ["b"])
+    earlier.merge(later)
+    assert earlier.rows == [(1, seconds(T0), "a"), (3, seconds(T0), "b")]
+
+
+def test_ground_truth_counts_what_every_copy_matched(tmp_path: Path) -> None:
+    ground = truth(tmp_path, "label,protocol,dport\nweb,tcp,443\ndns,udp,53\nnone,udp,1\n")
+    web = FiveTuple(6, ipaddress.ip_address(CLIENT).packed, 40000, ipaddress.ip_address(DB1).packed, 443)
+    dns = FiveTuple(17, ipaddress.ip_address(CLIENT).packed, 5353, ipaddress.ip_address(DNS).packed, 53)
+    assert ground.match(web, T0) == "web"
+    copy = pickle.loads(pickle.dumps(ground)).fresh()
+    assert copy.counts == [0, 0, 0] and copy.rows == ground.rows
+    assert copy.match(dns, T0) == "dns" and copy.match(dns.reversed(), T0) == "dns"
+    assert ground.unmatched() == [3, 4]
+    ground.merge(copy)
+    assert ground.counts == [1, 2, 0]
+    assert ground.unmatched() == [4]

@@ -34,6 +34,7 @@ class PcapReader:
     def __init__(self, stream: ByteStream, head: bytes) -> None:
         self.stream = stream
         self.notices: Counter[str] = Counter()
+        self.first_index = 0  # the number of records before the first one read (a split file's piece)
         order, self.nanosecond = MAGICS[struct.unpack_from("<I", head)[0]]
         self._order = order
         try:
@@ -58,8 +59,8 @@ class PcapReader:
         scale = 1 if self.nanosecond else 1000
         linktype = self.interfaces[0].linktype
         snaplen = self.interfaces[0].snaplen or MAX_RECORD
-        limit = min(max(snaplen, MAX_PACKET), MAX_RECORD)
-        index = 0
+        limit = record_limit(snaplen)
+        index = self.first_index
         while True:
             offset = stream.offset
             try:
@@ -85,6 +86,11 @@ class PcapReader:
                                        _TRUNCATED_HINT)
             yield Frame(index, seconds * NS_PER_SECOND + fraction * scale, data, wirelen, linktype)
             index += 1
+
+
+def record_limit(snaplen: int) -> int:
+    """The most bytes a record may claim: records past the snaplen are read up to a limit."""
+    return min(max(snaplen, MAX_PACKET), MAX_RECORD)
 
 
 def _at(name: str, index: int, offset: int) -> str:

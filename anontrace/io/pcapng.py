@@ -46,6 +46,7 @@ class PcapngReader:
         self._section: list[int] = []  # section-local interface id -> index in `interfaces`
         self._order = "<"
         self.notices: Counter[str] = Counter()
+        self.first_index = 0  # the number of frames before the first one read (a split file's piece)
 
     def _where(self, offset: int, index: int | None = None) -> str:
         frame = f"frame {index + 1} " if index is not None else ""
@@ -99,7 +100,7 @@ class PcapngReader:
         return block_type, offset, body
 
     def __iter__(self) -> Iterator[Frame]:
-        index = 0
+        index = self.first_index
         for block_type, offset, body in self._blocks():
             if block_type in (EPB, OPB):
                 frame = self._packet(block_type, offset, body, index)

@@ -73,6 +73,13 @@ class Coverage:
         if batch.counts[PAYLOAD_CUTS]:
             self.cut_by_rules[PAYLOAD_REASON] += batch.counts[PAYLOAD_CUTS]
 
+    def merge(self, later: Coverage) -> None:
+        """Take in what `later` counted over the frames right after these."""
+        for name in ("frames_in", "frames_out", "frames_transformed", "frames_cut"):
+            setattr(self, name, getattr(self, name) + getattr(later, name))
+        for name in ("dropped", "cut_by_dissector", "cut_by_rules"):
+            getattr(self, name).update(getattr(later, name))  # new reasons after, in later's order
+
     def result(self) -> dict[str, Any]:
         return {"frames_in": self.frames_in, "frames_out": self.frames_out,
                 "frames_transformed": self.frames_transformed, "frames_cut": self.frames_cut,
@@ -83,7 +90,11 @@ class Coverage:
 
 
 class ReportBuilder:
-    """The observers of one report, and the assembly of their sections."""
+    """The observers of one report, and the assembly of their sections.
+
+    Consecutive pieces of a capture may be observed apart (each by a builder made with the same
+    arguments, in a worker process) and merged in order: a builder pickles when `kept` is None
+    (a worker needs no `kept`: only `finish` reads it)."""
 
     def __init__(self, pair: bool, kept: Callable[[bytes], bool] | None = None,
                  known: list[bytes] | None = None, names: NamesConfig | None = None) -> None:
@@ -99,6 +110,15 @@ class ReportBuilder:
     def observers(self) -> list[Observer]:
         found: list[Observer] = [self.coverage, self.risk, self.utility]
         return [self.identifiers, *found] if self.identifiers is not None else found
+
+    def merge(self, later: ReportBuilder) -> None:
+        """Take in what `later` observed of the frames right after these: afterwards this builder
+        reports (and goes on) as one builder that had observed both."""
+        self.coverage.merge(later.coverage)
+        if self.identifiers is not None and later.identifiers is not None:
+            self.identifiers.merge(later.identifiers)
+        self.risk.merge(later.risk)
+        self.utility.merge(later.utility)
 
     def finish(self, *, anonymized: str, scan_path: str | None = None, original: str | None = None,
                rules: str | None = None, key_fingerprint: str | None = None,

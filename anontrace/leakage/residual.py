@@ -131,6 +131,18 @@ class IdentifierCollector:
         if identifying is not None and identifying not in self.names:
             self.names[identifying] = Sighting(number, _name_where(data, layers, name))
 
+    def merge(self, later: IdentifierCollector) -> None:
+        """Take in the identifiers `later` collected from the frames right after these: an
+        identifier seen here keeps its sighting, new ones follow in `later`'s order. (What one
+        identifier brings with it, the MAC of an EUI-64 id or an embedded IPv4 address, depends on
+        it alone: if it was seen here, so was all it brings.)"""
+        for kind in ("addresses", "names"):
+            known: dict[bytes, Sighting] = getattr(self, kind)
+            for raw, seen in getattr(later, kind).items():
+                known.setdefault(raw, seen)
+        for read, more in zip(self._read, later._read, strict=True):
+            read |= more
+
     def sighting(self, identifier: Identifier) -> Sighting:
         """Where an identifier collected was first seen."""
         kind, raw = identifier

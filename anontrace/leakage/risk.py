@@ -23,8 +23,8 @@ import ipaddress
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Container, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import pairwise
 from operator import mul, sub
@@ -66,6 +66,7 @@ PERIODIC_CV = 0.1
 MIN_INTERVALS = 8
 SEQUENTIAL_FRACTION = 0.8
 SYN, ACK = 0x02, 0x10
+ALONG, AGAINST = 1, 2  # a flow's frames sent in its canonical direction, and the other way
 TCP, UDP = 6, 17
 ECHO_REQUEST = {1: 8, 58: 128}  # ICMP and ICMPv6: the only messages that contact a host
 TIMESTAMP_OPTION = np.array([1, 1, 8, 10], np.uint8)  # NOP, NOP, timestamps: how most stacks lay it out
@@ -141,12 +142,17 @@ def _destination(row: bytes) -> bytes:
 
 @dataclass(slots=True)
 class Side:
-    """What one side of the pair shows about hosts: SYN fingerprints and the ports they serve."""
+    """What one side of the pair shows about hosts: SYN fingerprints (the first FEATURE_LIMIT of
+    each host, in order, so that a later piece's merge in as if seen after) and the ports they
+    serve."""
 
-    fingerprints: dict[bytes, set[Feature]] = field(default_factory=dict)
+    fingerprints: dict[bytes, dict[Feature, None]] = field(default_factory=dict)
     services: dict[bytes, set[tuple[int, int]]] = field(default_factory=dict)
     # non-TCP flow (canonical key row) -> whether its first frame was sent in the canonical direction
     initiators: dict[bytes, bool] = field(default_factory=dict)
+    # UDP flow -> ALONG | AGAINST: the directions its frames were sent in (its replies, once a
+    # merge tells its initiator)
+    directions: dict[bytes, int] = field(default_factory=dict)
 
     def add(self, keys: Keys, outer: Outer, tcp: Int64s) -> Int64s:
         """Note the frames that have `keys` (`tcp`: those that are TCP with a whole header); return
@@ -159,10 +165,10 @@ class Side:
         for index, flag in zip(tcp[syn].tolist(), flags[syn].tolist(), strict=True):
             row, position = keys.row(index), int(keys.positions[index])
             data, network = frames.data[position], int(outer.network[position])
-            features = self.fingerprints.setdefault(_source(row), set())
+            features = self.fingerprints.setdefault(_source(row), {})
             if len(features) < FEATURE_LIMIT:
                 ttl_at = network + (8 if row[1] == 4 else 7)
-                features.add(_syn_features(data, ttl_at, int(transport[index])))
+                features[_syn_features(data, ttl_at, int(transport[index]))] = None
             if flag & ACK:
                 port = int.from_bytes(row[SOURCE_PORT:DESTINATION], "big")
                 self.services.setdefault(_source(row), set()).add((TCP, port))
@@ -190,11 +196,39 @@ class Side:
                 echo = ECHO_REQUEST.get(flow[0])
                 if echo is None or self._icmp_type(keys, outer, int(others[first])) == echo:
                     contacts.append(int(others[first]))
-            if flow[0] == UDP and (against[number] if initiator else along[number]):
-                served = flow if initiator else reversed_row(flow)
-                port = int.from_bytes(served[DESTINATION_PORT:], "big")
-                self.services.setdefault(_destination(served), set()).add((UDP, port))
+            if flow[0] == UDP:
+                sent = self.directions.get(flow, 0) | (ALONG if along[number] else 0) \
+                    | (AGAINST if against[number] else 0)
+                self.directions[flow] = sent
+                self._serves(flow, initiator, sent)
         return contacts
+
+    def _serves(self, flow: bytes, initiator: bool, sent: int) -> None:
+        """A UDP flow with a frame sent against its initiator: the destination serves the port."""
+        if sent & (AGAINST if initiator else ALONG):
+            served = flow if initiator else reversed_row(flow)
+            port = int.from_bytes(served[DESTINATION_PORT:], "big")
+            self.services.setdefault(_destination(served), set()).add((UDP, port))
+
+    def merge(self, later: Side) -> None:
+        """Take in what `later` saw of the frames right after these. A flow seen here keeps its
+        initiator, and `later`'s UDP services are judged again by it."""
+        for host, features in later.fingerprints.items():
+            mine = self.fingerprints.setdefault(host, {})
+            for feature in features:
+                if len(mine) >= FEATURE_LIMIT:
+                    break
+                mine[feature] = None
+        for host, served in later.services.items():
+            tcp = {service for service in served if service[0] == TCP}  # UDP ones: from directions
+            if tcp:
+                self.services.setdefault(host, set()).update(tcp)
+        for flow, initiator in later.initiators.items():
+            self.initiators.setdefault(flow, initiator)
+        for flow, sent in later.directions.items():
+            sent |= self.directions.get(flow, 0)
+            self.directions[flow] = sent
+            self._serves(flow, self.initiators[flow], sent)
 
     @staticmethod
     def _icmp_type(keys: Keys, outer: Outer, index: int) -> int | None:
@@ -232,6 +266,22 @@ class Clock:
         sums[2] += t * t
         sums[3] += t * v
 
+    def merge(self, later: Clock) -> None:
+        """Take in `later`'s samples, taken after these: its sums moved to this clock's origin (its
+        first sample's time and tick counted from this clock's first)."""
+        shift_t = later.first_ns - self.first_ns
+        first_raw = (later.last_raw - later.tick) % (1 << 32)  # its ticks are unwrapped steps from it
+        shift_v = self.tick + (first_raw - self.last_raw + (1 << 31)) % (1 << 32) - (1 << 31)
+        n, (t, v, tt, tv) = later.samples, later.sums
+        sums = self.sums
+        sums[0] += t + n * shift_t
+        sums[1] += v + n * shift_v
+        sums[2] += tt + 2 * shift_t * t + n * shift_t * shift_t
+        sums[3] += tv + shift_t * v + shift_v * t + n * shift_t * shift_v
+        self.tick, self.last_raw = shift_v + later.tick, later.last_raw
+        self.samples += n
+        self.last_ns = max(self.last_ns, later.last_ns)
+
     def skew_ppm(self) -> float | None:
         """Drift of the clock from the nearest usual tick rate, in parts per million."""
         n, (t, v, tt, tv) = self.samples, self.sums
@@ -268,6 +318,7 @@ class Intervals:
 
     def __init__(self) -> None:
         self.last: Times = np.zeros(0, np.int64)  # time of each stream's latest frame
+        self.first: Times = np.zeros(0, np.int64)  # ... and of its first (for a merge)
         self.seen = np.zeros(0, np.bool_)
         self.counts = np.zeros(0, np.int64)  # intervals of each stream so far
         self.streams: list[npt.NDArray[np.int32]] = []
@@ -297,15 +348,52 @@ class Intervals:
         self.values.append(np.array((ts_ns[kept] - previous[kept]).tolist(), np.int64)
                            if ts_ns.dtype == object else ts_ns[kept] - previous[kept])
         self.last[numbers] = ts_ns[starts + sizes - 1]
+        self.first[numbers[fresh]] = ts_ns[starts[fresh]]
         self.seen[numbers] = True
         self.counts[numbers] += sizes - fresh
 
+    def merge(self, later: Intervals, numbers: Int64s) -> None:
+        """Take in `later`'s streams, whose frames came right after these; `numbers[j]` is the
+        number here of `later`'s stream j. A stream seen on both sides gains the interval across
+        the boundary, and keeps the first INTERVAL_LIMIT intervals of all."""
+        theirs = np.flatnonzero(later.seen[:len(numbers)])
+        if not len(theirs):
+            return
+        ours = numbers[theirs]
+        self._grow(int(ours.max()) + 1, later.last.dtype == object)
+        last, first = later.last, later.first
+        if self.last.dtype == object:
+            last, first = last.astype(object), first.astype(object)
+        joined = self.seen[ours]
+        crossing = ours[joined]
+        gaps = first[theirs[joined]] - self.last[crossing]
+        kept = self.counts[crossing] < INTERVAL_LIMIT
+        streams, values = [crossing[kept]], [np.array(gaps[kept].tolist(), np.int64)]
+        if later.streams:
+            allowed = np.zeros(len(later.seen), np.int64)  # of each stream's first intervals there
+            allowed[theirs] = INTERVAL_LIMIT - self.counts[ours] - joined
+            given, taken = np.concatenate(later.streams).astype(np.int64), np.concatenate(later.values)
+            order = np.argsort(given, kind="stable")
+            starts = np.searchsorted(given[order], given[order])
+            rank = np.empty(len(given), np.int64)
+            rank[order] = np.arange(len(given)) - starts
+            kept = rank < allowed[given]
+            streams.append(numbers[given[kept]])
+            values.append(taken[kept])
+        self.streams.append(np.concatenate(streams).astype(np.int32))
+        self.values.append(np.concatenate(values))
+        self.last[ours] = last[theirs]
+        self.first[ours[~joined]] = first[theirs[~joined]]
+        self.counts[ours] += later.counts[theirs] + joined
+        self.seen[ours] = True
+
     def _grow(self, size: int, wide: bool) -> None:
         if wide and self.last.dtype != object:
-            self.last = self.last.astype(object)
+            self.last, self.first = self.last.astype(object), self.first.astype(object)
         if size > len(self.seen):
             capacity = max(size, 2 * len(self.seen), 64)
             self.last = np.concatenate((self.last, np.zeros(capacity - len(self.last), self.last.dtype)))
+            self.first = np.concatenate((self.first, np.zeros(capacity - len(self.first), self.first.dtype)))
             self.seen = np.concatenate((self.seen, np.zeros(capacity - len(self.seen), np.bool_)))
             self.counts = np.concatenate((self.counts, np.zeros(capacity - len(self.counts), np.int64)))
 
@@ -361,10 +449,53 @@ def _streams(keys: Keys, index: dict[bytes, int]) -> Int64s:
     return np.array(numbers, np.int64)
 
 
+def _renumbered(index: dict[bytes, int], later: dict[bytes, int]) -> Int64s:
+    """The number in `index` of each stream of `later` (numbered alike), new ones added in order."""
+    return np.array([index.setdefault(row, len(index)) for row in later], np.int64)
+
+
 def _ends(rows: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
     """The source and destination address of each key row of one family, in that order, a row each."""
     ends = np.stack((rows[:, SOURCE:SOURCE + size], rows[:, DESTINATION:DESTINATION + size]), axis=1)
     return ends.reshape(-1, size)
+
+
+Contact = tuple[bytes, bytes, bytes | None, bytes | None]  # source, target, flow, original target
+
+
+class Contacts:
+    """Who contacted whom first, kept as the contacts that can decide it, in frame order.
+
+    The first frame of a flow other than TCP is a contact only if no earlier frame belongs to
+    the flow, which a piece of a capture cannot know of the pieces before it; such a contact
+    names its flow, and a merge drops those of flows the earlier pieces saw. Once a source has
+    contacted a target otherwise (by a SYN), nothing later between them matters, so memory
+    grows with pairs of hosts and with flows, not with frames."""
+
+    def __init__(self) -> None:
+        self.events: list[Contact] = []
+        self.settled: set[tuple[bytes, bytes]] = set()
+
+    def add(self, source: bytes, target: bytes, flow: bytes | None, original: bytes | None) -> None:
+        if (source, target) not in self.settled:
+            self.events.append((source, target, flow, original))
+            if flow is None:
+                self.settled.add((source, target))
+
+    def merge(self, later: Contacts, flows: Container[bytes]) -> None:
+        """Take in `later`'s contacts, made after these, but those of `flows` (seen here)."""
+        for event in later.events:
+            if event[2] is None or event[2] not in flows:
+                self.add(*event)
+
+    def by_source(self) -> dict[bytes, dict[bytes, bytes | None]]:
+        """Source -> target -> the target's original address (pair mode), in order of first contact."""
+        found: dict[bytes, dict[bytes, bytes | None]] = {}
+        for source, target, _, original in self.events:
+            targets = found.setdefault(source, {})
+            if target not in targets:
+                targets[target] = original
+        return found
 
 
 class RiskCollector:
@@ -381,14 +512,15 @@ class RiskCollector:
         self.frames: Counter[bytes] = Counter()  # output address -> written frames it appears in
         self.mapping: dict[bytes, bytes] = {}  # output address -> original address (pair)
         self.clocks: dict[bytes, Clock] = {}
-        self.contacts: dict[bytes, dict[bytes, bytes | None]] = {}  # source -> target -> original
+        self.contacts = Contacts()
         self.streams: dict[bytes, int] = {}  # original stream row -> number (pair)
         self.written: dict[bytes, int] = {}  # output stream row -> number
         self.before = Intervals()  # original streams, original times (pair)
         self.after = Intervals()  # original streams, output times of the frames written (pair)
         self.shown = Intervals()  # output streams, output times
         self.moments = [0] * 6  # n, x, y, xx, yy, xy of original (x) and output (y) intervals
-        self.previous: tuple[int, int] | None = None
+        self.previous: tuple[int, int] | None = None  # (original, output) time of the last written frame
+        self.earliest: tuple[int, int] | None = None  # ... and of the first (for a merge)
 
     def observe(self, batch: Batch, labels: Sequence[str | None]) -> None:
         outer, (original_ns, output_ns) = outer_headers(batch), batch_times(batch)
@@ -412,6 +544,38 @@ class RiskCollector:
         self._clocks(after, outer, tcp, output_ns)
         self.shown.add(_streams(after, self.written), output_ns[after.positions])
 
+    def merge(self, later: RiskCollector) -> None:
+        """Take in what `later` (made with the same arguments) observed of the frames right after
+        these: afterwards this collector reports, and goes on, as one that had observed both."""
+        self.contacts.merge(later.contacts, self.output.initiators)  # before the flows are merged
+        self.output.merge(later.output)
+        self.original.merge(later.original)
+        self.frames.update(later.frames)
+        self.mapping.update(later.mapping)
+        for host, clock in later.clocks.items():
+            mine = self.clocks.get(host)
+            if mine is None:
+                self.clocks[host] = replace(clock, sums=list(clock.sums))
+            else:
+                mine.merge(clock)
+        streams = _renumbered(self.streams, later.streams)
+        self.before.merge(later.before, streams)
+        self.after.merge(later.after, streams)
+        self.shown.merge(later.shown, _renumbered(self.written, later.written))
+        self._merge_interarrival(later)
+
+    def _merge_interarrival(self, later: RiskCollector) -> None:
+        """The moments of both, and of the interval from the last written frame here to `later`'s first."""
+        moments = [mine + theirs for mine, theirs in zip(self.moments, later.moments, strict=True)]
+        if later.earliest is not None:
+            if self.pair and self.previous is not None:
+                x, y = later.earliest[0] - self.previous[0], later.earliest[1] - self.previous[1]
+                for position, value in enumerate((1, x, y, x * x, y * y, x * y)):
+                    moments[position] += value
+            self.previous = later.previous
+            self.earliest = self.earliest or later.earliest
+        self.moments = moments
+
     def _addresses(self, after: Keys, before: Keys | None, counterpart: Int64s) -> None:
         """Count the written frames each output address appears in; map output to original."""
         frames = self.frames
@@ -429,14 +593,14 @@ class RiskCollector:
                 self.mapping.update(zip(addresses, split_rows(originals), strict=True))
 
     def _contacts(self, after: Keys, before: Keys | None, counterpart: Int64s, contacts: Int64s) -> None:
+        """Note each contact; one that is the first frame of a flow other than TCP stands only if
+        no earlier piece saw that flow (see `Contacts`)."""
         for index in contacts.tolist():
             row = after.row(index)
-            source, destination = _source(row), _destination(row)
-            targets = self.contacts.setdefault(source, {})
-            if destination not in targets:
-                original = int(counterpart[index])
-                targets[destination] = _destination(before.row(original)) \
-                    if before is not None and original >= 0 else None
+            original = int(counterpart[index])
+            flow = after.canonical_rows()[index].tobytes() if row[0] != TCP else None
+            self.contacts.add(_source(row), _destination(row), flow, _destination(before.row(original))
+                              if before is not None and original >= 0 else None)
 
     def _clocks(self, after: Keys, outer: Outer, tcp: Int64s, output_ns: Times) -> None:
         stamped, ticks = _ticks(after, outer, tcp)
@@ -455,6 +619,8 @@ class RiskCollector:
         xs, ys = original_ns[kept].tolist(), output_ns[kept].tolist()
         if not xs:
             return
+        if self.earliest is None:
+            self.earliest = (xs[0], ys[0])
         if self.pair and self.previous is not None:
             xs.insert(0, self.previous[0])
             ys.insert(0, self.previous[1])
@@ -526,7 +692,7 @@ class RiskCollector:
     def _scans(self) -> dict[str, Any]:
         details: list[dict[str, Any]] = []
         exposed = 0
-        for source, targets in self.contacts.items():
+        for source, targets in self.contacts.by_source().items():
             if len(targets) < self.min_targets:
                 continue
             sequential = _sequential(targets.values()) if self.pair else None

@@ -37,6 +37,11 @@ class UtilityCollector:
             self.original.add_keys(original_side(batch), original_ns, wire_lengths(batch))
         self.anonymized.add_keys(output_side(batch), output_ns, wire_lengths(batch))  # written frames
 
+    def merge(self, later: UtilityCollector) -> None:
+        """Take in what `later` counted over the frames right after these."""
+        self.original.merge(later.original)
+        self.anonymized.merge(later.anonymized)
+
     def result(self) -> dict[str, Any]:
         """The report's `utility` section."""
         sides = [self.anonymized.columns()] + ([self.original.columns()] if self.pair else [])

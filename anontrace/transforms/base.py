@@ -71,6 +71,12 @@ class Transform(ABC):
     def reset(self) -> None:  # noqa: B027 - most transforms carry no state
         """Forget state carried from frame to frame: a new capture file starts."""
 
+    @property
+    def carries_state(self) -> bool:
+        """Whether a frame's output depends on the frames before it in its file (beyond its
+        index and bytes): such a file cannot be split between workers."""
+        return False
+
     def stats(self) -> dict[str, int]:
         """Run-wide figures for the summary, beyond the per-batch counts."""
         return {}

@@ -32,6 +32,10 @@ class Scoped(Transform):
                 _apply_to(transform, batch, positions)
         return batch
 
+    @property
+    def carries_state(self) -> bool:
+        return any(transform.carries_state for _, transform in self.choices)
+
     def reset(self) -> None:
         for _, transform in self.choices:
             transform.reset()

@@ -173,6 +173,10 @@ class Timing(Transform):
         self._latest_in: int | None = None  # the latest input time in this file so far
         self._last_out = 0  # the previous frame's output time
 
+    @property
+    def carries_state(self) -> bool:
+        return True  # the order state (and the `origin` shift, from the run's first frame)
+
     def reset(self) -> None:
         """Forget the order state at the start of a file (the run's shift is kept)."""
         self._latest_in = None

@@ -3,8 +3,11 @@ captures that do not correspond, and the versioned JSON every figure is read fro
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import json
+import pickle
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -23,9 +26,11 @@ from anontrace.rules.compile import read_rules
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
 from tests.helpers import anontrace, make_batch, write_pcap
+from tests.leakage.pieces import Setup, in_pieces, read_all, split_plans, tricky_packets, whole
 
 SAMPLES = Path(__file__).parent.parent.parent / "sample_pcaps"
 KEY = Key(bytes(range(32)))
+MAKE_TRACE = Path(__file__).parent.parent.parent / "benchmarks" / "make_trace.py"
 
 
 @pytest.fixture
@@ -172,3 +177,89 @@ def test_coverage_counts_each_frame_by_what_happened_to_it() -> None:
     assert list(found["dropped"].items()) == [("early", 1), ("late", 1)]
     assert found["frames_dropped"] == 2
     assert (found["cut_by_rules"], found["cut_by_dissector"]) == ({"a rule": 1}, {})
+
+
+# ------------------------------------------------------------------------------------------
+# Observed in consecutive pieces (as `scrub --workers` does) and merged: the same as in one run
+
+CORPUS = Path("/work/shared/corpus")
+CAPTURES = sorted(SAMPLES.glob("*.pcap*")) + (sorted(CORPUS.glob("*.pcap*")) if CORPUS.is_dir() else [])
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    return Setup.make(tmp_path_factory.mktemp("pieces"))
+
+
+def same_in_pieces(setup: Setup, source: Path, output: Path, seed: int, single_frames_up_to: int = 60) -> int:
+    """Compare every cut of `source` that `split_plans` gives with one run; the number of frames."""
+    try:
+        frames, interfaces = read_all(source)
+    except TraceFormatError:
+        pytest.skip(f"{source.name} cannot be read at all")
+    expected = whole(setup, source, output)
+    assert expected.report["coverage"]["frames_in"] == len(frames)
+    for name, splits in split_plans(len(frames), seed, single_frames_up_to).items():
+        observed = in_pieces(setup, frames, interfaces, splits, output)
+        assert observed == expected, f"{source.name} cut {name} at {splits[:10]}"
+    return len(frames)
+
+
+@pytest.mark.parametrize("source", CAPTURES, ids=[path.name for path in CAPTURES])
+def test_a_capture_observed_in_pieces_reports_as_in_one_run(setup: Setup, tmp_path: Path,
+                                                            source: Path) -> None:
+    same_in_pieces(setup, source, tmp_path / ("out" + source.suffix), seed=len(source.name))
+
+
+def test_what_hangs_on_earlier_frames_is_the_same_in_pieces(setup: Setup, tmp_path: Path) -> None:
+    source = write_pcap(tmp_path / "tricky.pcap", tricky_packets(), nano=True)
+    assert same_in_pieces(setup, source, tmp_path / "out.pcap", seed=6, single_frames_up_to=200) > 90
+
+
+def test_the_benchmark_trace_observed_in_pieces_reports_as_in_one_run(setup: Setup, tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("make_trace", MAKE_TRACE)
+    assert spec is not None and spec.loader is not None
+    make_trace = importlib.util.module_from_spec(spec)
+    sys.modules["make_trace"] = make_trace  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(make_trace)
+        source = tmp_path / "trace.pcap"
+        make_trace.write_pcap(source, make_trace.TraceGenerator(1).frames(20_000))
+    finally:
+        del sys.modules["make_trace"]
+    assert same_in_pieces(setup, source, tmp_path / "out.pcap", seed=20) == 20_000
+
+
+def test_pieces_merged_out_of_order_do_not_pass_for_one_run(setup: Setup, tmp_path: Path) -> None:
+    source = write_pcap(tmp_path / "tricky.pcap", tricky_packets(), nano=True)
+    frames, interfaces = read_all(source)
+    expected = whole(setup, source, tmp_path / "out.pcap")
+    in_order = in_pieces(setup, frames, interfaces, [40], tmp_path / "out.pcap")
+    swapped = in_pieces(setup, frames, interfaces, [40], tmp_path / "out.pcap", order=[1, 0])
+    assert in_order == expected
+    assert swapped.report["risk"] != expected.report["risk"]
+    assert swapped.labels_csv != expected.labels_csv
+
+
+def test_a_builder_for_a_worker_survives_pickling(setup: Setup) -> None:
+    builder = setup.builder(main=False)
+    copy = pickle.loads(pickle.dumps(builder))
+    assert copy.kept is None and copy.pair and copy.identifiers is not None
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(setup.builder(main=True))  # `kept` is a closure: the main process keeps it
+
+
+def test_coverage_merged_counts_both_and_lists_reasons_by_first_appearance() -> None:
+    udp = bytes(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1, dport=2) / Raw(b"x" * 20))
+    first, second = make_batch([udp] * 3), make_batch([udp] * 3)
+    first.drop(0, "b")
+    second.drop(0, "a")  # a tie with "b": the reason seen first comes first
+    second.drop(1, "c")
+    second.data[2][26] ^= 1
+    earlier, later = Coverage(), Coverage()
+    earlier.observe(first, [None] * 3)
+    later.observe(second, [None] * 3)
+    earlier.merge(later)
+    found = earlier.result()
+    assert (found["frames_in"], found["frames_out"], found["frames_transformed"]) == (6, 3, 1)
+    assert list(found["dropped"].items()) == [("b", 1), ("a", 1), ("c", 1)]

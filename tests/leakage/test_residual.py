@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import ipaddress
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from anontrace.leakage.residual import (
     scan_texts,
 )
 from anontrace.leakage.schema import SCHEMA
+from anontrace.packet.dissect import dissect
 from anontrace.pipeline import run
 from anontrace.rules.compile import read_rules
 from anontrace.transforms.ip import Ip
@@ -370,3 +372,23 @@ def test_kept_by_mappers_keeps_what_the_mappings_leave_alone() -> None:
     kept = kept_by_mappers(ip, MacMapper(KEY.secret))
     assert kept(_raw("224.0.0.251")) and kept(_raw(BROADCAST)) and kept(_raw("00:00:00:00:00:00"))
     assert not kept(_raw(IP_A)) and not kept(_raw(MAC_A)) and not kept(_raw(IPV6_B))
+
+
+def test_collectors_of_consecutive_pieces_merge_into_one() -> None:
+    frames = [bytes(p) for p in original_packets()]
+    layers = [dissect(data, 1) for data in frames]
+    one = IdentifierCollector()
+    pieces = []
+    for number, (data, found) in enumerate(zip(frames, layers, strict=True), start=1):
+        one.add_frame(data, found, number)
+        piece = IdentifierCollector()
+        piece.add_frame(data, found, number)
+        pieces.append(pickle.loads(pickle.dumps(piece)))
+    for later in pieces[1:]:
+        pieces[0].merge(later)
+    merged = pieces[0]
+    assert list(merged.addresses.items()) == list(one.addresses.items())
+    assert list(merged.names.items()) == list(one.names.items())
+    assert merged.sighting(("ipv4", ipaddress.ip_address(IP_A).packed)).frame == 1  # not 2, where it is again
+    assert merged.counts() == one.counts() and sum(one.counts().values()) > 5
+    assert merged._read == one._read

@@ -7,8 +7,10 @@ import ipaddress
 import itertools
 import json
 import math
+import pickle
 import random
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from anontrace.io.capture import open_reader
 from anontrace.io.pcap import PcapWriter
 from anontrace.keys import Key
 from anontrace.leakage.gates import Gate, evaluate
-from anontrace.leakage.risk import INTERVAL_LIMIT, Intervals, RiskCollector
+from anontrace.leakage.risk import INTERVAL_LIMIT, Clock, Intervals, RiskCollector
 from anontrace.leakage.schema import SCHEMA
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import Frame
@@ -459,3 +461,137 @@ def test_a_reply_in_a_later_batch_still_names_a_service() -> None:
     assert collector.output.services == {}
     collector.observe(batch_of([answer, question]), [None, None])
     assert collector.output.services == {packed("10.2.0.1"): {(17, 53)}}
+
+
+# ------------------------------------------------------------------------------------------
+# Collectors of consecutive pieces of a capture, merged
+
+
+def merged(pieces: Sequence[Batch], pair: bool = True, **options: Any) -> RiskCollector:
+    """One fresh collector per batch, merged in order into the first."""
+    collectors = []
+    for batch in pieces:
+        collector = RiskCollector(pair, **options)
+        collector.observe(batch, [None] * len(batch))
+        collectors.append(collector)
+    for later in collectors[1:]:
+        collectors[0].merge(later)
+    return collectors[0]
+
+
+def test_a_reply_in_a_later_piece_names_the_server_not_the_client() -> None:
+    question = ETHER / IP(src="10.1.0.1", dst="10.2.0.1") / UDP(sport=5000, dport=53)
+    answer = ETHER / IP(src="10.2.0.1", dst="10.1.0.1") / UDP(sport=53, dport=5000)
+    collector = merged([batch_of([question]), batch_of([answer, answer])], pair=False)
+    assert collector.output.services == {packed("10.2.0.1"): {(17, 53)}}
+    # the answer opened no flow: only the question contacted a host
+    assert collector.contacts.by_source() == {packed("10.1.0.1"): {packed("10.2.0.1"): None}}
+
+
+def test_a_contact_that_was_none_does_not_hide_a_later_one() -> None:
+    sweeper, peer = "10.0.0.66", "10.9.0.7"
+    reply = ETHER / IP(src=sweeper, dst=peer) / UDP(sport=5000, dport=161)
+    first = batch_of([ETHER / IP(src=peer, dst=sweeper) / UDP(sport=161, dport=5000)])
+    later = batch_of([reply, ETHER / IP(src=sweeper, dst="10.9.0.8") / ICMP(),
+                      ETHER / IP(src=sweeper, dst=peer) / TCP(sport=1, dport=2, flags="S")])
+    targets = merged([first, later], pair=False).contacts.by_source()[packed(sweeper)]
+    assert list(targets) == [packed("10.9.0.8"), packed(peer)]  # the peer by its SYN, after the ping
+
+
+def test_a_clock_split_anywhere_fits_as_one() -> None:
+    hertz, first_tick = 1000.25, (1 << 32) - 7000  # wraps after 7 s
+    samples = [(SECOND * n + 1_000_003 * n * n, int(first_tick + hertz * (n + n * n / 1000)))
+               for n in range(40)]
+    # the least-squares slope of the unwrapped ticks on time, in Hz, computed apart
+    n = len(samples)
+    t_mean = Fraction(sum(t for t, _ in samples), n)
+    v_mean = Fraction(sum(v for _, v in samples), n)
+    slope = sum((t - t_mean) * (v - v_mean) for t, v in samples) / sum((t - t_mean) ** 2 for t, _ in samples)
+    expected = (float(slope * SECOND) / 1000 - 1) * 1e6
+    for cuts in ([1], [7], [20, 21], list(range(1, 40))):
+        bounds = [0, *cuts, n]
+        clocks = []
+        for start, end in itertools.pairwise(bounds):
+            (t0, v0), *_ = samples[start:end]
+            clock = Clock(t0, v0 % (1 << 32))
+            for t, v in samples[start:end]:
+                clock.add(t, v % (1 << 32))
+            clocks.append(clock)
+        for later in clocks[1:]:
+            clocks[0].merge(later)
+        assert clocks[0].samples == n and clocks[0].tick == samples[-1][1] - samples[0][1]
+        assert clocks[0].last_raw == samples[-1][1] % (1 << 32)
+        skew = clocks[0].skew_ppm()
+        assert skew is not None and math.isclose(skew, expected, rel_tol=1e-9)
+
+
+def test_intervals_of_a_stream_split_gain_the_one_across_the_cut() -> None:
+    earlier, later = Intervals(), Intervals()
+    earlier.add(np.array([0, 1, 0]), times([10, 5, 30]))
+    later.add(np.array([0, 1, 2, 0]), times([6, 31, 7, 20]))  # its streams 0, 1, 2 are 1, 0, 2 here
+    earlier.merge(later, np.array([1, 0, 2]))
+    assert logged(earlier) == {0: [1, 20], 1: [1, 14]}  # 31 - 30 and 6 - 5 cross the cut
+    assert earlier.counts[:3].tolist() == [2, 2, 0]
+    earlier.add(np.array([2, 0]), times([9, 40]))  # and it goes on as one
+    assert logged(earlier) == {0: [1, 9, 20], 1: [1, 14], 2: [2]}
+
+
+def test_merged_intervals_keep_only_the_first_of_each_stream() -> None:
+    squares = [i * i for i in range(INTERVAL_LIMIT + 50)]  # intervals 1, 3, 5, ...
+    for cut in (1, 100, INTERVAL_LIMIT, INTERVAL_LIMIT + 1, INTERVAL_LIMIT + 20):
+        earlier, later = Intervals(), Intervals()
+        earlier.add(np.zeros(cut, np.int64), times(squares[:cut]))
+        later.add(np.zeros(len(squares) - cut, np.int64), times(squares[cut:]))
+        earlier.merge(later, np.array([0]))
+        assert logged(earlier) == {0: [2 * i + 1 for i in range(INTERVAL_LIMIT)]}, cut
+        assert earlier.counts[0] == len(squares) - 1
+    for start in ((1 << 64) + 1, (1 << 63) - 1):  # times beyond int64 on both sides of the cut, or after it
+        earlier, later = Intervals(), Intervals()
+        earlier.add(np.array([0]), times([start]))
+        later.add(np.array([0, 0]), times([start + 3, start + 9]))
+        earlier.merge(later, np.array([0]))
+        assert logged(earlier) == {0: [3, 6]}
+
+
+def test_a_periodic_stream_split_is_still_periodic() -> None:
+    report = [ETHER / IP(src="10.0.0.88", dst="10.0.0.99") / UDP(sport=7000, dport=5683)] * 12
+    stamps = [SECOND * n for n in range(12)]
+    pieces = [batch_of(report[start:end], stamps[start:end]) for start, end in ((0, 5), (5, 6), (6, 12))]
+    timing = merged(pieces, pair=False).result()["timing"]
+    assert timing["periodic_anonymized"] == 1
+    assert timing["flows"][0]["period_s"] == 1.0 and timing["flows"][0]["anonymized_cv"] == 0.0
+    alone = merged(pieces[2:], pair=False).result()["timing"]
+    assert alone["periodic_anonymized"] == 0  # six frames alone give too few intervals
+
+
+def test_the_interval_across_a_cut_counts_in_the_correlation() -> None:
+    packets = [ETHER / IP(src="10.0.0.1", dst="10.0.0.2") / UDP()] * 5
+    outputs = [0, 10, 20, 30, 40]
+    pieces = [batch_of(packets[:2], [0, 1]), batch_of(packets[2:], [3, 6, 10])]
+    pieces[0].ts_ns[:] = outputs[:2]
+    pieces[1].ts_ns[:] = outputs[2:]
+    pieces[1].drop(0, "test")
+    # written frames 0, 1, 3, 4: original intervals 1, 5, 4 against output intervals 10, 20, 10
+    expected = 150 / math.sqrt(78 * 600)
+    assert math.isclose(merged(pieces).result()["timing"]["interarrival_correlation"], expected)
+    assert merged(pieces[1:]).result()["timing"]["interarrival_correlation"] is None  # one interval
+
+
+def test_only_the_first_fingerprints_of_a_host_are_kept_across_pieces() -> None:
+    syns = [syn("10.0.0.1", 64, 1000 + n, LINUX) for n in range(40)]
+    collector = merged([batch_of(syns[:10]), batch_of(syns[5:25]), batch_of(syns[25:])])
+    kept = collector.output.fingerprints[packed("10.0.0.1")]
+    assert sorted(window for _, window, _, _ in kept) == list(range(1000, 1032))
+
+
+def test_collectors_merged_measure_what_one_collector_measures() -> None:
+    packets = [*FINGERPRINTED, *(syn(f"10.0.{n}.9", 64, 29200, LINUX, "SA") for n in range(3))]
+    batch = map_addresses(batch_of(packets))
+    one = RiskCollector(True)
+    one.observe(batch, [None] * len(batch))
+    stamps = [n * 1000 for n in range(len(packets))]
+    pieces = [map_addresses(batch_of(packets[start:end], stamps[start:end]))
+              for start, end in ((0, 4), (4, len(packets)))]
+    assert merged(pieces).result() == one.result()
+    copy = pickle.loads(pickle.dumps(merged(pieces)))
+    assert copy.result() == one.result()

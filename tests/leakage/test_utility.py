@@ -118,3 +118,19 @@ def test_no_flows_gives_zeros() -> None:
         assert result[side]["flows"] == 0 and result[side]["packets_per_flow"] == empty
         assert result[side]["histograms"]["packets_per_flow"] == {"edges": [0.0, 1.0], "counts": [0]}
     assert result["flows_kept_fraction"] is None
+
+
+def test_collectors_of_consecutive_pieces_merge_into_one() -> None:
+    whole_trace = trace_batch()
+    pieces = []
+    for start, end in ((0, 1), (1, 5), (5, len(TRACE))):  # the web flow's reply opens the second piece
+        frames = [Frame(i, round(ms * MS), bytes(p), wirelen, 1)
+                  for i, (p, ms, wirelen) in enumerate(TRACE[start:end], start)]
+        collector = UtilityCollector(True)
+        collector.observe(prepare(frames, RunStats()), [None] * len(frames))
+        pieces.append(collector)
+    for later in pieces[1:]:
+        pieces[0].merge(later)
+    result = pieces[0].result()
+    assert result == collect(whole_trace, pair=True)
+    assert result["original"]["flows"] == 3 and result["original"]["packets"] == len(TRACE) - 1

@@ -1,0 +1,442 @@
+"""Scrub work spread over worker processes on this machine, or over a Dask cluster.
+
+The unit of work is a `Job`: one capture file, or one piece of one (`io.split.Chunk`: a byte
+range that starts at a record boundary, with the frame number and reader state it starts with).
+A worker runs the ordinary pipeline over it with fresh observers and sends back a `Piece`: the
+output records, the counts, and the observers themselves. The main process takes the pieces in
+file order, writes their records with the one writer of the output, and merges the observers,
+so the trace, its report and its sidecars are those of a run in one process, byte for byte.
+
+Only transforms whose output for a frame depends on nothing but that frame (its bytes and index)
+and the key allow this. A transform that carries state from frame to frame (`timing` keeps
+output times in order, and its `origin` shift comes from the run's first frame) makes the whole
+run sequential, in this process; the summary says so.
+
+Workers get the key the way the user gave it: a key file path, read (and its fingerprint checked)
+where the work runs, so the key is never part of a Dask task graph. Only a one-time key, which
+has no file, travels to local worker processes, through their pipes; the Dask engine refuses it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any, Protocol
+
+from anontrace.errors import AnontraceError, EngineError, KeyError_
+from anontrace.io.capture import open_reader
+from anontrace.io.split import Chunk, Digest, chunks, open_chunk, split_size, splittable
+from anontrace.keys import Key, read_key_file
+from anontrace.labels import GroundTruth, Labeling, LabelRecorder
+from anontrace.leakage.report import ReportBuilder, names_config
+from anontrace.packet.frame import Interface
+from anontrace.pipeline import RunStats, run
+from anontrace.rules.compile import Rules
+from anontrace.transforms.base import Transform
+from anontrace.transforms.ip import Ip
+from anontrace.transforms.mac import Mac
+
+CHUNK_BYTES = 32 << 20  # a piece of a large file: big enough to amortize a job, small enough to balance
+Record = tuple[int, int, bytes, int, str | None]  # interface, output time, output bytes, wire length, label
+
+
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """How a worker gets the key: from the key file at `path` (checked against `fingerprint`), or,
+    for a one-time key and local workers only, `secret` itself."""
+
+    fingerprint: str
+    path: str | None = None
+    secret: bytes | None = field(default=None, repr=False)
+
+    def load(self) -> Key:
+        if self.path is None:
+            if self.secret is None:
+                raise KeyError_("<worker>", "no key reached this worker")
+            return Key(self.secret, one_time=True)
+        key = read_key_file(Path(self.path))
+        if key.fingerprint != self.fingerprint:
+            raise KeyError_(self.path, f"on this worker the key file holds key {key.fingerprint}, "
+                            f"not {self.fingerprint}", "every worker must read the same key file")
+        return key
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What every job of a run shares."""
+
+    run: str  # names the run, so a worker builds its transforms once per run
+    rules: Rules
+    key: KeySpec
+    known: tuple[bytes, ...] = ()
+    truth: GroundTruth | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One file (`chunk` None: read whole, compressed or small) or one piece of one."""
+
+    task: int
+    source: str
+    chunk: Chunk | None
+    setup: Setup
+
+    @property
+    def last(self) -> bool:
+        return self.chunk is None or self.chunk.end is None
+
+    def describe(self) -> str:
+        return self.chunk.describe() if self.chunk is not None else f"{self.source} (the whole file)"
+
+
+@dataclass(slots=True)
+class Piece:
+    """What a worker sends back for a job."""
+
+    records: list[Record]
+    interfaces: list[Interface]
+    stats: RunStats
+    builder: ReportBuilder
+    recorder: LabelRecorder
+    truth_counts: list[int] | None
+    mapped: tuple[list[bytes], list[bytes]]  # addresses and MACs this worker mapped first in this job
+    digest: tuple[str, int] | None  # the input's, for a whole-file job
+
+
+class _Records:
+    """The pipeline's writer in a worker: keeps the output records for the main process to write."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+
+    def write(self, index: int, interface: Interface, ts_ns: int, data: bytes | bytearray,
+              wirelen: int, comment: str | None = None) -> None:
+        self.records.append((index, ts_ns, bytes(data), wirelen, comment))
+
+    def finish(self, interfaces: list[Interface]) -> None:
+        pass
+
+
+_BUILT: dict[str, list[Transform]] = {}  # per worker process: the transforms of the current run
+
+
+def _transforms(setup: Setup) -> list[Transform]:
+    found = _BUILT.get(setup.run)
+    if found is None:
+        _BUILT.clear()  # a Dask worker serves run after run: keep only the current one
+        found = _BUILT[setup.run] = setup.rules.build(setup.key.load())
+    return found
+
+
+def work(job: Job) -> Piece:
+    """Scrub one job: the pipeline over its frames, with fresh observers (runs in a worker)."""
+    transforms = _transforms(job.setup)
+    ips, macs = _mappers(transforms)
+    before = (len(ips.lookup()), len(macs.lookup()))
+    truth = job.setup.truth.fresh() if job.setup.truth is not None else None  # counts this job only
+    builder = ReportBuilder(pair=True, known=list(job.setup.known) or None, names=names_config(transforms))
+    recorder = LabelRecorder(None)
+    sink = _Records()
+    reader = open_chunk(job.chunk) if job.chunk is not None else open_reader(job.source)
+    try:
+        for transform in transforms:
+            transform.reset()
+        stats = run(reader, sink, transforms, None, Labeling(job.setup.rules.labels, truth),
+                    [*builder.observers, recorder])
+        digest = reader.stream.digest() if job.chunk is None else None
+    finally:
+        reader.stream.close()
+    mapped = (list(itertools.islice(ips.lookup(), before[0], None)),
+              list(itertools.islice(macs.lookup(), before[1], None)))
+    return Piece(sink.records, list(reader.interfaces), stats, builder, recorder,
+                 truth.counts if truth is not None else None, mapped, digest)
+
+
+def _mappers(transforms: list[Transform]) -> tuple[Any, Any]:
+    ips = next(t for t in transforms if isinstance(t, Ip)).mapper
+    macs = next(t for t in transforms if isinstance(t, Mac)).mapper
+    return ips, macs
+
+
+# ------------------------------------------------------------------------------------------
+# Backends: where jobs run
+
+
+class Backend(Protocol):
+    def submit(self, number: int, job: Job) -> None: ...
+
+    def result(self, number: int) -> Piece: ...
+
+    def close(self) -> None: ...
+
+
+class _Failure:
+    """An error raised by a job in a worker, sent back to be raised again in the main process."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error if isinstance(error, AnontraceError) else None
+        self.text = "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _serve(connection: Connection) -> None:
+    """A local worker process: run the jobs sent until told to stop (None) or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process stops the run, and the workers
+    while True:
+        try:
+            job = connection.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            reply: Piece | _Failure = work(job)
+        except Exception as exc:  # every failure goes back to the main process
+            reply = _Failure(exc)
+        connection.send(reply)
+
+
+class LocalPool:
+    """`workers` processes on this machine, each running one job at a time."""
+
+    def __init__(self, workers: int) -> None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["anontrace.parallel"])
+        self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+        for _ in range(workers):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_serve, args=(theirs,), daemon=True, name="anontrace-worker")
+            process.start()
+            theirs.close()
+            self._workers.append((process, mine))
+        self._idle = list(range(workers))
+        self._busy: dict[int, tuple[int, Job]] = {}  # worker -> (job number, job)
+        self._waiting: deque[tuple[int, Job]] = deque()
+        self._done: dict[int, Piece | _Failure] = {}
+
+    def submit(self, number: int, job: Job) -> None:
+        self._waiting.append((number, job))
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._idle and self._waiting:
+            worker = self._idle.pop()
+            number, job = self._waiting.popleft()
+            self._busy[worker] = (number, job)
+            process, pipe = self._workers[worker]
+            try:
+                pipe.send(job)
+            except OSError:  # it died between jobs
+                process.join(1)
+                raise _died(job, process.exitcode) from None
+
+    def result(self, number: int) -> Piece:
+        while number not in self._done:
+            self._collect()
+        found = self._done.pop(number)
+        if isinstance(found, _Failure):
+            if found.error is not None:
+                raise found.error
+            raise RuntimeError(found.text)
+        return found
+
+    def _collect(self) -> None:
+        """Wait for a busy worker to answer (or to die)."""
+        sentinels = {self._workers[w][0].sentinel: w for w in self._busy}
+        pipes = {self._workers[w][1]: w for w in self._busy}
+        ready = wait([*pipes, *sentinels])
+        for item in ready:
+            worker = pipes.get(item) if isinstance(item, Connection) else sentinels.get(int(item))  # type: ignore[arg-type]
+            if worker is None or worker not in self._busy:
+                continue
+            process, pipe = self._workers[worker]
+            number, job = self._busy[worker]
+            try:
+                reply = pipe.recv() if pipe.poll() else None
+            except (EOFError, OSError):
+                reply = None
+            if reply is None:
+                process.join(1)
+                raise _died(job, process.exitcode)
+            self._done[number] = reply
+            del self._busy[worker]
+            self._idle.append(worker)
+        self._dispatch()
+
+    def close(self) -> None:
+        for process, pipe in self._workers:
+            if process.is_alive() and not self._busy:
+                with contextlib.suppress(OSError):
+                    pipe.send(None)
+        for process, pipe in self._workers:
+            process.join(0.5 if not self._busy else 0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            pipe.close()
+
+
+def _died(job: Job, code: int | None) -> EngineError:
+    how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+    return EngineError(job.describe(), f"a worker process died ({how}) while scrubbing this part; "
+                       "nothing was published",
+                       "it was killed, or ran out of memory: try fewer --workers, or find what killed it")
+
+
+# ------------------------------------------------------------------------------------------
+# A run: jobs in file order, results taken in the same order
+
+
+@dataclass(slots=True)
+class _Task:
+    number: int
+    source: str
+    digest: Digest | None = None  # for a split file, filled by the walk that splits it
+
+
+class Session:
+    """Feeds a backend the jobs of every task in order, keeping at most `window` in flight, and
+    hands each task's pieces back in order, merged (see `run`)."""
+
+    def __init__(self, backend: Backend, sources: list[str], setup: Setup, chunk_bytes: int,
+                 window: int) -> None:
+        self._backend = backend
+        self._setup = setup
+        self._tasks = [_Task(number, source) for number, source in enumerate(sources)]
+        self._jobs = self._all_jobs(chunk_bytes)
+        self._window = window
+        self._queue: deque[tuple[int, Job]] = deque()
+        self._numbers = itertools.count()
+        self.mapped: tuple[set[bytes], set[bytes]] = (set(), set())
+
+    def _all_jobs(self, chunk_bytes: int) -> Iterator[Job]:
+        for task in self._tasks:
+            source = task.source
+            if jobs_for(source, chunk_bytes) > 1:
+                task.digest = Digest()
+                for chunk in chunks(source, chunk_bytes, task.digest):
+                    yield Job(task.number, source, chunk, self._setup)
+            else:
+                yield Job(task.number, source, None, self._setup)
+
+    def _fill(self) -> None:
+        while len(self._queue) < self._window:
+            job = next(self._jobs, None)
+            if job is None:
+                return
+            number = next(self._numbers)
+            self._backend.submit(number, job)
+            self._queue.append((number, job))
+
+    def pieces(self, task: int) -> Iterator[tuple[Job, Piece]]:
+        """The pieces of task `task`, in order (the tasks must be asked for in order)."""
+        while True:
+            self._fill()
+            number, job = self._queue.popleft()
+            if job.task != task:
+                raise RuntimeError(f"jobs of task {job.task} came before those of task {task}")
+            piece = self._backend.result(number)
+            self._fill()
+            yield job, piece
+            if job.last:
+                return
+
+    def run(self, task: int, writer: Any, builder: ReportBuilder, recorder: LabelRecorder,
+            truth: GroundTruth | None,
+            progress: Callable[[int], None] | None) -> tuple[RunStats, tuple[str, int]]:
+        """Write task `task`'s output records with `writer` and merge its pieces' observers into
+        `builder` and `recorder` (and their ground-truth counts into `truth`), as one run would."""
+        stats = RunStats()
+        started = time.perf_counter()
+        interfaces: list[Interface] = []
+        digest: tuple[str, int] | None = None
+        for job, piece in self.pieces(task):
+            interfaces = piece.interfaces
+            for iface, ts_ns, data, wirelen, comment in piece.records:
+                writer.write(iface, interfaces[iface], ts_ns, data, wirelen, comment)
+            stats.merge(piece.stats)
+            builder.merge(piece.builder)
+            recorder.merge(piece.recorder)
+            if truth is not None and piece.truth_counts is not None:
+                truth.counts = [a + b for a, b in zip(truth.counts, piece.truth_counts, strict=True)]
+            self.mapped[0].update(piece.mapped[0])
+            self.mapped[1].update(piece.mapped[1])
+            digest = piece.digest
+            if progress is not None:
+                progress(job.chunk.end if job.chunk is not None and job.chunk.end is not None
+                         else split_size(job.source))
+        writer.finish(interfaces)
+        stats.seconds = time.perf_counter() - started
+        found = self._tasks[task].digest
+        if found is not None:
+            digest = found.hexdigest()
+        assert digest is not None
+        return stats, digest
+
+    def stats(self) -> dict[str, int]:
+        """The run-wide figures the transforms would give in one process."""
+        return {"distinct addresses mapped": len(self.mapped[0]), "distinct MACs mapped": len(self.mapped[1])}
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """How a scrub runs: `workers` local processes (1: in this process), or a Dask cluster
+    (`dask`; at `scheduler`, or a local cluster of `workers` processes)."""
+
+    workers: int = 1
+    dask: bool = False
+    scheduler: str | None = None
+    chunk_bytes: int = CHUNK_BYTES
+    timeout: float = 10.0  # seconds to reach a Dask scheduler
+
+    @property
+    def parallel(self) -> bool:
+        return self.dask or self.workers > 1
+
+    def describe(self) -> str:
+        if self.dask:
+            return f"dask ({self.scheduler or f'local cluster of {self.workers} workers'})"
+        return f"{self.workers} worker processes" if self.workers > 1 else "this process"
+
+    def backend(self) -> Backend:
+        if self.dask:
+            from anontrace.dask_engine import DaskBackend  # Dask is imported only when asked for
+            return DaskBackend(self.scheduler, self.workers, self.timeout)
+        return LocalPool(self.workers)
+
+
+def why_sequential(transforms: list[Transform], sources: list[str]) -> str | None:
+    """Why a run must go frame after frame in this process (None: it may be spread out)."""
+    stateful = sorted({t.name for t in transforms if t.carries_state})
+    if stateful:
+        return f"the {', '.join(stateful)} step carries state from frame to frame"
+    if "-" in sources:
+        return "the input is stdin"
+    return None
+
+
+def jobs_for(source: str, chunk_bytes: int) -> int:
+    """1 for a file read whole by one job, 2 or more (not counted exactly) for one split."""
+    return 2 if splittable(source) and split_size(source) > chunk_bytes else 1
+
+
+def default_workers() -> int:
+    """The machine's cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def new_run() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,276 @@
+"""The parallel engine end to end, through `python -m anontrace scrub`: split files and files spread
+over 2 or 3 worker processes give the very bundle (trace, labels, flows, report, manifest) that one
+process gives; a worker killed mid-run fails the run (exit 1, naming the input and byte range) and
+publishes nothing; a `timing` step or stdin keep the run in one process."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from scapy.utils import RawPcapNgReader
+
+from anontrace.errors import EngineError
+from anontrace.io.pcap import HEADER
+from anontrace.keys import read_key_file
+from anontrace.parallel import Job, KeySpec, LocalPool, Setup, new_run
+from anontrace.rules.compile import read_rules
+from tests.io.capbuild import custom, epb, idb, isb, nrb, shb, spb, tsresol
+from tests.scrubkit import (
+    ROOT,
+    TIMEOUT,
+    Material,
+    assert_same_bundle,
+    bundle,
+    listing,
+    make_trace,
+    material,
+    scrub,
+)
+
+CHUNK = str(700_000)  # the 20,000-frame trace (11 MB) in ~16 pieces
+SMALL_CHUNK = str(300)  # the corpus captures (a few KB) in pieces too
+CORPUS = Path("/work/shared/corpus")
+CORPUS_PCAPNG = ("nhrp.pcapng", "OSPFv2_Capture_FINAL.pcapng")
+SPLIT = "2 worker processes", "3 worker processes"
+
+
+@pytest.fixture(scope="session")
+def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_trace(tmp_path_factory.mktemp("trace") / "t20k.pcap", 20_000)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Material:
+    return material(tmp_path_factory.mktemp("material"))
+
+
+def records(path: Path) -> list[tuple[int, bytes, int]]:
+    """(time in µs, bytes, wire length) of every record of a little-endian µs pcap."""
+    data = path.read_bytes()
+    found, at = [], HEADER
+    while at < len(data):
+        seconds, micros, caplen, wirelen = struct.unpack_from("<IIII", data, at)
+        found.append((seconds * 1_000_000 + micros, data[at + 16:at + 16 + caplen], wirelen))
+        at += 16 + caplen
+    return found
+
+
+@pytest.fixture(scope="module")
+def multi(trace: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6,000 frames of the trace as pcapng: two sections (the second big-endian), four Ethernet
+    interfaces of different time resolutions, one described between packets, other blocks among
+    them, and simple packet blocks."""
+    frames = records(trace)[:6000]
+    data = bytearray(shb("<") + idb("<", 1, 0) + idb("<", 1, 0, tsresol(9)))
+    for number, (micros, raw, wirelen) in enumerate(frames[:3000]):
+        iface = number % 2
+        data += epb("<", iface, micros * (1000 if iface else 1), raw, wirelen)
+        if number == 1000:
+            data += nrb("<", bytes([10, 0, 0, 1]), b"host.example") + isb("<", 0, micros, b"stats")
+    data += shb(">") + idb(">", 1, 0, tsresol(3))
+    for number, (micros, raw, wirelen) in enumerate(frames[3000:]):
+        if number == 500:
+            data += idb(">", 1, 0) + custom(">", 0x00000BAD, b"vendor")
+        if number % 7 == 3:
+            data += spb(">", raw, wirelen)
+        else:
+            iface = 1 if number >= 500 and number % 2 else 0
+            data += epb(">", iface, micros if iface else micros // 1000, raw, wirelen)
+    path = tmp_path_factory.mktemp("multi") / "multi.pcapng"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def run_in(directory: Path, source: Path | str, made: Material, name: str, *more: str,
+           stdin: bytes | None = None) -> tuple[dict[str, object], dict[str, object]]:
+    """Scrub into `directory/name`: (the summary, the bundle)."""
+    directory.mkdir()
+    summary = scrub([str(source)], directory / name, made, *more, stdin=stdin).summary
+    return summary, bundle(directory / name)
+
+
+def spread_runs(tmp_path: Path, source: Path, made: Material, name: str, chunk: str) -> None:
+    """Workers 1 (this process), 2 and 3 (split files) give the same bundle."""
+    one, expected = run_in(tmp_path / "w1", source, made, name, "--workers", "1", "--chunk-size", chunk)
+    assert one["engine"] == "this process"
+    for workers, engine in zip(("2", "3"), SPLIT, strict=True):
+        summary, found = run_in(tmp_path / f"w{workers}", source, made, name, "--workers", workers,
+                                "--chunk-size", chunk)
+        assert summary["engine"] == engine
+        assert summary["frames_in"] == one["frames_in"] and summary["transforms"] == one["transforms"]
+        assert_same_bundle(expected, found, f"{source.name} with {workers} workers")
+
+
+def test_split_trace_gives_the_same_bundle_with_1_2_and_3_workers(tmp_path: Path, trace: Path,
+                                                                    made: Material) -> None:
+    assert trace.stat().st_size > 10 * int(CHUNK)  # it is split indeed
+    spread_runs(tmp_path, trace, made, "out.pcap", CHUNK)
+    labels = (tmp_path / "w1" / "out.pcap.labels.csv").read_text()
+    assert "burst" in labels and "web" in labels  # the ground truth labelled frames across pieces
+
+
+def test_pcapng_with_sections_and_interfaces_gives_the_same_bundle(tmp_path: Path, multi: Path,
+                                                                   made: Material) -> None:
+    spread_runs(tmp_path, multi, made, "out.pcapng", str(64_000))
+    reader = RawPcapNgReader(str(tmp_path / "w3" / "out.pcapng"))  # an independent reader
+    try:
+        frames = sum(1 for _ in reader)
+        linktypes = [linktype for linktype, _, _ in reader.interfaces]
+    finally:
+        reader.close()
+    assert frames == 6000
+    assert linktypes == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("name", CORPUS_PCAPNG)
+def test_corpus_pcapng_split_small_gives_the_same_bundle(tmp_path: Path, made: Material, name: str) -> None:
+    source = CORPUS / name
+    assert source.stat().st_size > 4 * int(SMALL_CHUNK)
+    spread_runs(tmp_path, source, made, "out.pcapng", SMALL_CHUNK)
+
+
+def test_several_files_spread_over_workers_give_the_same_bundles(tmp_path: Path, made: Material,
+                                                                  multi: Path) -> None:
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    sources = [make_trace(inputs / f"s{n}.pcap", 3000 + 500 * n, seed=20 + n) for n in range(3)]
+    sources.append(multi)
+    names = sorted(s.name for s in sources)
+    expected: dict[str, dict[str, object]] = {}
+    for workers, chunk in (("1", "1000000000"), ("2", "1000000000"), ("3", "400000")):
+        out = tmp_path / f"w{workers}"
+        out.mkdir()
+        summary = scrub(sources, out, made, "--workers", workers, "--chunk-size", chunk).summary
+        assert summary["engine"] == ("this process" if workers == "1" else f"{workers} worker processes")
+        assert [f["input"] for f in summary["files"]] == [str(s) for s in sources]
+        found = {name: bundle(out / name) for name in names}
+        if not expected:
+            expected = found
+            continue
+        for name in names:
+            assert_same_bundle(expected[name], found[name], f"{name} with {workers} workers")
+
+
+def test_pcap_into_pcapng_gives_the_same_output_and_tshark_reads_it(tmp_path: Path, trace: Path,
+                                                                    made: Material) -> None:
+    run_in(tmp_path / "w1", trace, made, "out.pcapng", "--workers", "1", "--chunk-size", CHUNK)
+    summary, found = run_in(tmp_path / "w2", trace, made, "out.pcapng", "--workers", "2",
+                            "--chunk-size", CHUNK)
+    assert summary["engine"] == "2 worker processes"
+    assert_same_bundle(bundle(tmp_path / "w1" / "out.pcapng"), found, "pcapng output")
+    output = tmp_path / "w2" / "out.pcapng"
+    assert output.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"
+    done = subprocess.run(["tshark", "-n", "-r", str(output), "-T", "fields", "-e", "frame.number"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 20_000
+
+
+def test_a_timing_step_keeps_the_run_in_this_process(tmp_path: Path, trace: Path, made: Material) -> None:
+    _, expected = run_in(tmp_path / "w1", trace, made, "out.pcap", "-r", "strict", "--workers", "1")
+    summary, found = run_in(tmp_path / "w2", trace, made, "out.pcap", "-r", "strict", "--workers", "2",
+                            "--chunk-size", CHUNK)
+    assert summary["engine"] == "this process (the timing step carries state from frame to frame)"
+    assert_same_bundle(expected, found, "strict profile")
+
+
+def test_stdin_keeps_the_run_in_this_process(tmp_path: Path, trace: Path, made: Material) -> None:
+    _, expected = run_in(tmp_path / "file", trace, made, "out.pcap", "--workers", "1")
+    summary, found = run_in(tmp_path / "stdin", "-", made, "out.pcap", "--workers", "2",
+                            "--chunk-size", CHUNK, stdin=trace.read_bytes())
+    assert summary["engine"] == "this process (the input is stdin)"
+    for part in ("trace", ".labels.csv", ".flows.csv"):
+        assert found[part] == expected[part], part
+
+
+def test_a_scheduler_needs_the_dask_engine(tmp_path: Path, trace: Path, made: Material) -> None:
+    done = scrub([trace], tmp_path / "out.pcap", made, "--scheduler", "tcp://127.0.0.1:8786")
+    assert done.code == 2
+    assert "--engine dask" in done.stderr
+    assert listing(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# a worker dies
+
+
+def workers_of(run: psutil.Process) -> list[psutil.Process]:
+    """The worker processes of a run: forked by its forkserver, the child whose command line
+    names `multiprocessing.forkserver` (workers are forks of it, so they share its command line;
+    the resource tracker is another child of the run)."""
+    for child in run.children():
+        try:
+            if any("forkserver" in part for part in child.cmdline()):
+                return child.children()
+        except psutil.NoSuchProcess:
+            continue
+    return []
+
+
+def test_a_killed_worker_fails_the_run_and_publishes_nothing(tmp_path: Path, made: Material) -> None:
+    big = make_trace(tmp_path / "big.pcap", 150_000, seed=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anontrace", "scrub", str(big), "-o", str(out / "big.pcap"), "--key-file",
+         str(made.key), "--labels-from", str(made.truth), "-q", "--workers", "2", "--chunk-size", "1000000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        run = psutil.Process(process.pid)
+        deadline = time.monotonic() + TIMEOUT
+        busy: list[psutil.Process] = []
+        while not busy:  # a worker that has done some work: it is scrubbing a piece
+            assert process.poll() is None, "the run ended before a worker was seen at work"
+            assert time.monotonic() < deadline
+            busy = [w for w in workers_of(run) if sum(w.cpu_times()[:2]) > 0.5]
+            time.sleep(0.02)
+        assert len(workers_of(run)) == 2
+        os.kill(busy[0].pid, signal.SIGKILL)
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    message = stderr.decode()
+    assert process.returncode == 1, message
+    assert "Traceback" not in message
+    first = message.splitlines()[0]
+    assert first.startswith(f"Error: {big}: bytes ")
+    assert re.search(r"bytes \d+ to (byte \d+|the end) \(from frame \d+\)", first), first
+    assert "died" in first and "killed by signal 9" in first
+    assert stdout == b""
+    assert listing(out) == []  # no trace, no sidecar, no .partial file
+
+
+def test_a_worker_that_died_between_jobs_fails_the_next_job_naming_it(trace: Path, made: Material) -> None:
+    """A worker killed while idle (the OOM killer picks any process) must fail the run the same
+    way: an EngineError naming the input and byte range, not a broken pipe (which the CLI turns
+    into exit 1 with no message at all)."""
+    key = read_key_file(made.key)
+    setup = Setup(new_run(), read_rules(None), KeySpec(key.fingerprint, str(made.key)))
+    job = Job(0, str(trace), None, setup)
+    pool = LocalPool(1)
+    caught: BaseException | None = None
+    try:
+        idle = workers_of(psutil.Process())
+        assert len(idle) == 1
+        idle[0].kill()
+        idle[0].wait(TIMEOUT)
+        try:
+            pool.submit(0, job)
+            pool.result(0)
+        except Exception as exc:  # which error it is, is the point
+            caught = exc
+    finally:
+        pool.close()
+    assert isinstance(caught, EngineError), f"got {type(caught).__name__}: {caught}"
+    assert caught.where == job.describe() and "died" in caught.what
