@@ -19,7 +19,7 @@ import logging
 from typing import Any
 
 from anontrace.errors import EngineError
-from anontrace.parallel import Job, Piece, work
+from anontrace.parallel import AnyJob, Piece, work
 
 
 class DaskBackend:
@@ -34,7 +34,7 @@ class DaskBackend:
         for name in ("distributed", "distributed.comm", "tornado"):  # its own logs would drown ours
             logging.getLogger(name).setLevel(logging.ERROR)
         self._cluster: Any = None
-        self._futures: dict[int, tuple[Any, Job]] = {}
+        self._futures: dict[int, tuple[Any, AnyJob]] = {}
         if address is None:
             self._cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                          dashboard_address=None, silence_logs=logging.ERROR)
@@ -47,7 +47,7 @@ class DaskBackend:
                               "check the address (tcp://HOST:PORT or tls://HOST:PORT), that the "
                               "scheduler runs, and for tls:// the certificates (docs/parallel.md)") from None
 
-    def submit(self, number: int, job: Job) -> None:
+    def submit(self, number: int, job: AnyJob) -> None:
         future = self._client.submit(work, job, pure=False, key=f"anontrace-{job.setup.run}-{number}")
         self._futures[number] = (future, job)
 

@@ -29,12 +29,12 @@ from anontrace.flows import (
     PORTED,
     PROTOCOL_NUMBERS,
     FiveTuple,
-    FlowTable,
     batch_times,
     original_keys,
     output_side,
     wire_lengths,
 )
+from anontrace.flowtable import FlowTable
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import NS_PER_SECOND
 from anontrace.packet.layers import Layers

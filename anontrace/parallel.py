@@ -28,7 +28,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -40,14 +40,25 @@ from anontrace.io.split import Chunk, Digest, chunks, open_chunk, split_size, sp
 from anontrace.keys import Key, read_key_file
 from anontrace.labels import GroundTruth, Labeling, LabelRecorder
 from anontrace.leakage.report import ReportBuilder, names_config
+from anontrace.leakage.residual import (
+    IdentifierCollector,
+    Section,
+    kept_by_mappers,
+    merge_residual,
+    scan_frames,
+    scan_metadata,
+)
 from anontrace.packet.frame import Interface
 from anontrace.pipeline import RunStats, run
 from anontrace.rules.compile import Rules
 from anontrace.transforms.base import Transform
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
+from anontrace.transforms.scoped import Scoped
+from anontrace.transforms.timing import Timing, TimingState
 
 CHUNK_BYTES = 32 << 20  # a piece of a large file: big enough to amortize a job, small enough to balance
+SCAN_BYTES = 1 << 20  # the smallest piece of an output scanned by a worker
 Record = tuple[int, int, bytes, int, str | None]  # interface, output time, output bytes, wire length, label
 
 
@@ -91,6 +102,7 @@ class Job:
     source: str
     chunk: Chunk | None
     setup: Setup
+    states: tuple[TimingState, ...] = ()  # each `timing` step's state where the piece starts
 
     @property
     def last(self) -> bool:
@@ -98,6 +110,22 @@ class Job:
 
     def describe(self) -> str:
         return self.chunk.describe() if self.chunk is not None else f"{self.source} (the whole file)"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanJob:
+    """The residual scan of one piece of a staged output, for the identifiers `collector` saw."""
+
+    chunk: Chunk
+    collector: IdentifierCollector
+    keep_names: bool
+    setup: Setup
+
+    def describe(self) -> str:
+        return f"the residual scan of {self.chunk.describe()}"
+
+
+AnyJob = Job | ScanJob
 
 
 @dataclass(slots=True)
@@ -139,8 +167,17 @@ def _transforms(setup: Setup) -> list[Transform]:
     return found
 
 
-def work(job: Job) -> Piece:
-    """Scrub one job: the pipeline over its frames, with fresh observers (runs in a worker)."""
+def work(job: Job | ScanJob) -> Piece | Section:
+    """Run one job in a worker: a scrub, or a residual scan."""
+    if isinstance(job, ScanJob):
+        ips, macs = _mappers(_transforms(job.setup))  # what the rules keep, as the main process says
+        return scan_frames(open_chunk(job.chunk), job.collector, kept_by_mappers(ips, macs),
+                           keep_names=job.keep_names)
+    return scrub_piece(job)
+
+
+def scrub_piece(job: Job) -> Piece:
+    """Scrub one job: the pipeline over its frames, with fresh observers."""
     transforms = _transforms(job.setup)
     ips, macs = _mappers(transforms)
     before = (len(ips.lookup()), len(macs.lookup()))
@@ -152,8 +189,10 @@ def work(job: Job) -> Piece:
     try:
         for transform in transforms:
             transform.reset()
+        for timing, state in zip(_timings(transforms), job.states, strict=True):
+            timing.restore(state)
         stats = run(reader, sink, transforms, None, Labeling(job.setup.rules.labels, truth),
-                    [*builder.observers, recorder])
+                    [*builder.observers, recorder], reset=False)
         digest = reader.stream.digest() if job.chunk is None else None
     finally:
         reader.stream.close()
@@ -161,6 +200,10 @@ def work(job: Job) -> Piece:
               list(itertools.islice(macs.lookup(), before[1], None)))
     return Piece(sink.records, list(reader.interfaces), stats, builder, recorder,
                  truth.counts if truth is not None else None, mapped, digest)
+
+
+def _timings(transforms: list[Transform]) -> list[Timing]:
+    return [t for t in transforms if isinstance(t, Timing)]
 
 
 def _mappers(transforms: list[Transform]) -> tuple[Any, Any]:
@@ -174,9 +217,9 @@ def _mappers(transforms: list[Transform]) -> tuple[Any, Any]:
 
 
 class Backend(Protocol):
-    def submit(self, number: int, job: Job) -> None: ...
+    def submit(self, number: int, job: Job | ScanJob) -> None: ...
 
-    def result(self, number: int) -> Piece: ...
+    def result(self, number: int) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -200,7 +243,7 @@ def _serve(connection: Connection) -> None:
         if job is None:
             return
         try:
-            reply: Piece | _Failure = work(job)
+            reply: Piece | Section | _Failure = work(job)
         except Exception as exc:  # every failure goes back to the main process
             reply = _Failure(exc)
         connection.send(reply)
@@ -220,11 +263,11 @@ class LocalPool:
             theirs.close()
             self._workers.append((process, mine))
         self._idle = list(range(workers))
-        self._busy: dict[int, tuple[int, Job]] = {}  # worker -> (job number, job)
-        self._waiting: deque[tuple[int, Job]] = deque()
-        self._done: dict[int, Piece | _Failure] = {}
+        self._busy: dict[int, tuple[int, AnyJob]] = {}  # worker -> (job number, job)
+        self._waiting: deque[tuple[int, AnyJob]] = deque()
+        self._done: dict[int, Piece | Section | _Failure] = {}
 
-    def submit(self, number: int, job: Job) -> None:
+    def submit(self, number: int, job: AnyJob) -> None:
         self._waiting.append((number, job))
         self._dispatch()
 
@@ -240,7 +283,7 @@ class LocalPool:
                 process.join(1)
                 raise _died(job, process.exitcode) from None
 
-    def result(self, number: int) -> Piece:
+    def result(self, number: int) -> Any:
         while number not in self._done:
             self._collect()
         found = self._done.pop(number)
@@ -286,7 +329,7 @@ class LocalPool:
             pipe.close()
 
 
-def _died(job: Job, code: int | None) -> EngineError:
+def _died(job: AnyJob, code: int | None) -> EngineError:
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
     return EngineError(job.describe(), f"a worker process died ({how}) while scrubbing this part; "
                        "nothing was published",
@@ -309,9 +352,12 @@ class Session:
     hands each task's pieces back in order, merged (see `run`)."""
 
     def __init__(self, backend: Backend, sources: list[str], setup: Setup, chunk_bytes: int,
-                 window: int) -> None:
+                 window: int, timings: Sequence[Timing] = (), shared_files: bool = True) -> None:
         self._backend = backend
+        self._chunk_bytes = chunk_bytes
+        self._shared_files = shared_files  # whether workers can read this process's staged files
         self._setup = setup
+        self._timings = list(timings)  # this process's own `timing` steps, walked along the files
         self._tasks = [_Task(number, source) for number, source in enumerate(sources)]
         self._jobs = self._all_jobs(chunk_bytes)
         self._window = window
@@ -322,12 +368,29 @@ class Session:
     def _all_jobs(self, chunk_bytes: int) -> Iterator[Job]:
         for task in self._tasks:
             source = task.source
-            if jobs_for(source, chunk_bytes) > 1:
+            if self._timings:  # every file is walked, for its frames' times
+                yield from self._timed_jobs(task, chunk_bytes)
+            elif jobs_for(source, chunk_bytes) > 1:
                 task.digest = Digest()
                 for chunk in chunks(source, chunk_bytes, task.digest):
                     yield Job(task.number, source, chunk, self._setup)
             else:
                 yield Job(task.number, source, None, self._setup)
+
+    def _timed_jobs(self, task: _Task, chunk_bytes: int) -> Iterator[Job]:
+        """The pieces of a file with the state each `timing` step has where the piece starts:
+        this process runs the steps over the frames' times alone (as one process would, a new
+        file restarting the order state), the workers the whole frames."""
+        for timing in self._timings:
+            timing.reset()
+        task.digest, clock = Digest(), list[int]()
+        for chunk in chunks(task.source, chunk_bytes, task.digest, clock):
+            states = tuple(timing.state() for timing in self._timings)
+            yield Job(task.number, task.source, chunk, self._setup, states)
+            times = clock[:chunk.frames] if chunk.frames is not None else clock
+            for timing in self._timings:
+                timing.advance(chunk.first, times)
+            del clock[:len(times)]
 
     def _fill(self) -> None:
         while len(self._queue) < self._window:
@@ -383,6 +446,25 @@ class Session:
         assert digest is not None
         return stats, digest
 
+    def scan(self, path: str, collector: IdentifierCollector, kept: Callable[[bytes], bool],
+             keep_names: bool) -> Section | None:
+        """The residual scan of the staged output at `path`: its frames piece by piece in the
+        workers (each works out what the rules keep from its own mappings), its metadata here.
+        None where the workers cannot read it (Dask workers elsewhere, a compressed output)."""
+        if not self._shared_files or not splittable(path):
+            return None
+        target = min(self._chunk_bytes, max(SCAN_BYTES, split_size(path) // (2 * self._window) + 1))
+        numbers = []
+        for chunk in chunks(path, target):
+            number = next(self._numbers)
+            self._backend.submit(number, ScanJob(chunk, collector, keep_names, self._setup))
+            numbers.append(number)
+        found: Section = scan_metadata(path, collector, kept, keep_names=keep_names)
+        sections = [self._backend.result(number) for number in numbers]
+        for section in reversed(sections):
+            found = merge_residual(section, found)
+        return found
+
     def stats(self) -> dict[str, int]:
         """The run-wide figures the transforms would give in one process."""
         return {"distinct addresses mapped": len(self.mapped[0]), "distinct MACs mapped": len(self.mapped[1])}
@@ -416,12 +498,17 @@ class Engine:
 
 
 def why_sequential(transforms: list[Transform], sources: list[str]) -> str | None:
-    """Why a run must go frame after frame in this process (None: it may be spread out)."""
-    stateful = sorted({t.name for t in transforms if t.carries_state})
-    if stateful:
-        return f"the {', '.join(stateful)} step carries state from frame to frame"
+    """Why a run must go frame after frame in this process (None: it may be spread out). A
+    `timing` step's state is carried from piece to piece by walking the files' record times, so
+    it needs files that can be walked; a stateful step under `when:` cannot be carried at all."""
     if "-" in sources:
         return "the input is stdin"
+    stateful = sorted({inner.name for t in transforms if t.carries_state and not isinstance(t, Timing)
+                       for inner in (t.steps() if isinstance(t, Scoped) else [t]) if inner.carries_state})
+    if stateful:
+        return f"the {', '.join(stateful)} step (under `when:`) carries state from frame to frame"
+    if _timings(transforms) and not all(splittable(source) for source in sources):
+        return "the timing step carries state from frame to frame, and compressed inputs cannot be walked"
     return None
 
 

@@ -88,14 +88,15 @@ def prepare(frames: list[Frame], stats: RunStats, vectorized: bool = True) -> Ba
 
 def run(reader: Reader, writer: Sink, transforms: list[Transform],
         progress: Callable[[int], None] | None = None, labeler: Labeler | None = None,
-        observers: Sequence[Observer] = (), vectorized: bool = True) -> RunStats:
+        observers: Sequence[Observer] = (), vectorized: bool = True, reset: bool = True) -> RunStats:
     """Stream every frame of `reader` through `transforms` into `writer`; `labeler` labels frames
     (the label becomes a pcapng frame comment) and `observers` see each finished batch.
-    `vectorized` False takes the frame-by-frame path for every frame (the output is the same)."""
+    `vectorized` False takes the frame-by-frame path for every frame (the output is the same);
+    `reset` False keeps the transforms' state (a worker restored it for a piece of a file)."""
     stats = RunStats()
     started = time.perf_counter()
     interfaces = reader.interfaces
-    for transform in transforms:
+    for transform in transforms if reset else ():
         transform.reset()
     for frames in batches(iter(reader), BATCH_FRAMES):
         batch = prepare(frames, stats, vectorized)

@@ -37,6 +37,7 @@ from anontrace.signing import sign
 from anontrace.transforms.base import Transform
 from anontrace.transforms.ip import Ip
 from anontrace.transforms.mac import Mac
+from anontrace.transforms.timing import Timing
 
 IN_PROCESS = Engine()
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".ntar")
@@ -234,7 +235,8 @@ def _session(stack: ExitStack, engine: Engine, tasks: list[Task], rules: Rules, 
     stack.callback(backend.close)
     result.engine = engine.describe()
     return Session(backend, [where(t.source) for t in tasks], setup, engine.chunk_bytes,
-                   window=2 * max(engine.workers, 1) + 1)
+                   window=2 * max(engine.workers, 1) + 1,
+                   timings=[t for t in transforms if isinstance(t, Timing)], shared_files=not engine.dask)
 
 
 class _Kept:
@@ -287,9 +289,11 @@ def _one(task: Task, rules: Rules, key: Key, transforms: list[Transform], kept: 
         finally:
             reader.stream.close()
         trace.seal()
+        scanned = None
         if spread is not None and builder.identifiers is not None:
             kept.warm(builder.identifiers.addresses)
-        report = builder.finish(anonymized=_name(task.target), scan_path=trace.temporary,
+            scanned = spread[0].scan(trace.temporary, builder.identifiers, kept, builder.keep_names)
+        report = builder.finish(scanned=scanned, anonymized=_name(task.target), scan_path=trace.temporary,
                                 original=_name(task.source), rules=rules.source,
                                 key_fingerprint=key.fingerprint, gates=gates, created=created,
                                 texts={"labels": list(recorder.counts)})

@@ -1,4 +1,4 @@
-"""Flow keys read from frames at dissection offsets, and per-flow totals in both directions."""
+"""Flow keys read from frames at dissection offsets, one frame or a batch side at a time."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from scapy.packet import Packet
 
 from anontrace.flows import (
     FiveTuple,
-    Flow,
-    FlowTable,
+    counterparts,
+    destination_of,
     distinct,
     five_tuple,
     key_of,
@@ -22,6 +22,7 @@ from anontrace.flows import (
     output_keys,
     output_side,
     reversed_row,
+    source_of,
     times,
 )
 from anontrace.packet.dissect import dissect
@@ -62,31 +63,6 @@ def test_frames_without_ip_have_no_key() -> None:
     assert five_tuple(truncated, dissect(bytes(Ether() / IP() / TCP()), ETHERNET)) is None
 
 
-def test_both_directions_are_one_flow_oriented_by_the_first_frame() -> None:
-    table = FlowTable()
-    there = FiveTuple(6, A, 40000, B, 443)
-    table.add(there, 10, 60, None)
-    table.add(there.reversed(), 25, 1500, "web")
-    table.add(there, 17, 40, "other")
-    (flow,) = table
-    assert flow.key == there
-    assert (flow.first_ns, flow.last_ns) == (10, 25)
-    assert (flow.forward_packets, flow.forward_bytes) == (2, 100)
-    assert (flow.backward_packets, flow.backward_bytes) == (1, 1500)
-    assert (flow.packets, flow.bytes) == (3, 1600)
-    assert flow.label == "web"  # the first labelled frame names the flow
-
-
-def test_distinct_ports_are_distinct_flows() -> None:
-    table = FlowTable()
-    table.add(FiveTuple(17, A, 1, B, 53), 0, 10)
-    table.add(FiveTuple(17, A, 2, B, 53), 0, 10)
-    table.add(FiveTuple(6, A, 1, B, 53), 0, 10)
-    assert len(table) == 3
-    assert FiveTuple(17, A, 1, B, 53).canonical() == FiveTuple(17, B, 53, A, 1).canonical()
-    assert FiveTuple(6, A, 1, B, 53).text() == ("6", "192.0.2.1", "1", "198.51.100.7", "53")
-
-
 C = ipaddress.ip_address("203.0.113.9").packed
 V6A, V6B = ipaddress.ip_address("2001:db8::1").packed, ipaddress.ip_address("2001:db8::2").packed
 SIDES = [Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=1234, dport=80),
@@ -111,6 +87,8 @@ def test_a_batch_is_keyed_on_each_side_from_its_own_bytes() -> None:
                                   FiveTuple(4, A, 0, B, 0), None]
     assert output_side(batch).positions.tolist() == [0, 2, 4]
     assert original_side(batch).positions.tolist() == [0, 1, 2, 4, 5]
+    # the written keys are those of frames 0, 2 and 4: the 1st, 3rd and 4th original keys
+    assert counterparts(batch).tolist() == [0, 2, 3]
 
 
 def test_both_directions_of_a_flow_share_a_canonical_row() -> None:
@@ -124,30 +102,21 @@ def test_both_directions_of_a_flow_share_a_canonical_row() -> None:
     assert key_of(reversed_row(there.row())) == there.reversed()
 
 
-def test_a_batch_counts_like_its_frames_one_by_one() -> None:
-    frames = [bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=40000, dport=443)),
-              bytes(Ether() / IP(src="198.51.100.7", dst="192.0.2.1") / TCP(sport=443, dport=40000)),
-              bytes(Ether() / IP(src="192.0.2.1", dst="198.51.100.7") / TCP(sport=40000, dport=443)),
-              bytes(Ether() / ARP())]
-    batch = make_batch(frames)
-    table = FlowTable()
-    table.add_keys(original_side(batch), times([10, 25, 17, 30]), np.array([60, 1500, 40, 42]),
-                   [None, "web", "other", "arp"])
-    (flow,) = table
-    assert flow == Flow(FiveTuple(6, A, 40000, B, 443), 10, 25, 2, 100, 1, 1500, "web")
-    assert [column.tolist() for column in table.columns()] == [[3], [1600], [15]]
+def test_a_key_is_the_same_for_both_directions_and_reads_as_text() -> None:
+    assert FiveTuple(17, A, 1, B, 53).canonical() == FiveTuple(17, B, 53, A, 1).canonical()
+    assert FiveTuple(6, A, 1, B, 53).text() == ("6", "192.0.2.1", "1", "198.51.100.7", "53")
 
 
-def test_times_beyond_64_bits_stay_exact() -> None:
-    # a crafted capture's times can be anything: flows still measure them exactly
-    table = FlowTable()
-    key = FiveTuple(17, A, 1, B, 53)
-    table.add(key, 5, 10)
-    table.add(key, 1 << 70, 10)
-    table.add(key.reversed(), (1 << 70) + 3, 20)
-    (flow,) = table
-    assert (flow.first_ns, flow.last_ns, flow.packets, flow.bytes) == (5, (1 << 70) + 3, 3, 40)
+def test_a_row_holds_its_addresses_at_their_size() -> None:
+    row = FiveTuple(6, A, 40000, B, 443).row()
+    assert (source_of(row), destination_of(row)) == (A, B)
+    wide = FiveTuple(17, V6A, 1, V6B, 2).row()
+    assert (source_of(wide), destination_of(wide)) == (V6A, V6B)
+
+
+def test_times_that_do_not_fit_64_bits_are_python_integers() -> None:
     assert times([1, 1 << 64]).dtype == object and times([1, 2]).dtype == np.int64
+    assert times([-(1 << 63), (1 << 63) - 1]).dtype == np.int64
 
 
 def test_distinct_rows_come_in_order_of_first_appearance() -> None:
@@ -159,26 +128,3 @@ def test_distinct_rows_come_in_order_of_first_appearance() -> None:
     assert distinct(np.zeros((0, 4), np.uint8))[0] == []
 
 
-def test_a_table_merged_with_a_later_one_counts_as_one_table() -> None:
-    there, other = FiveTuple(6, A, 40000, B, 443), FiveTuple(17, B, 53, C, 5353)
-    earlier, later = FlowTable(), FlowTable()
-    earlier.add(there, 10, 60, None)
-    later.add(other, 12, 80, "dns")  # a flow new here, then one that began there, its reply first
-    later.add(there.reversed(), 25, 1500, "web")
-    later.add(there, 17, 40, "other")
-    earlier.merge(later)
-    assert list(earlier) == [Flow(there, 10, 25, 2, 100, 1, 1500, "web"),
-                             Flow(other, 12, 12, 1, 80, 0, 0, "dns")]
-    earlier.add(other.reversed(), 30, 5)  # and it goes on as one table
-    assert list(earlier)[1] == Flow(other, 12, 30, 1, 80, 1, 5, "dns")
-
-
-def test_a_merged_flow_keeps_its_first_label_and_times_beyond_64_bits() -> None:
-    key = FiveTuple(17, A, 1, B, 53)
-    earlier, later = FlowTable(), FlowTable()
-    earlier.add(key, 5, 10, "first")
-    later.add(key.reversed(), 1 << 70, 20, "second")
-    earlier.merge(later)
-    later.merge(FlowTable())  # nothing to take in
-    assert list(earlier) == [Flow(key, 5, 1 << 70, 1, 10, 1, 20, "first")]
-    assert len(later) == 1 and next(iter(later)).key == key.reversed()

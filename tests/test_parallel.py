@@ -1,10 +1,12 @@
 """The parallel engine end to end, through `python -m anontrace scrub`: split files and files spread
 over 2 or 3 worker processes give the very bundle (trace, labels, flows, report, manifest) that one
 process gives; a worker killed mid-run fails the run (exit 1, naming the input and byte range) and
-publishes nothing; a `timing` step or stdin keep the run in one process."""
+publishes nothing; `timing` steps carry their state from piece to piece; stdin, compressed inputs with
+a `timing` step and a `timing` step under `when:` keep the run in one process."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import signal
@@ -175,12 +177,81 @@ def test_pcap_into_pcapng_gives_the_same_output_and_tshark_reads_it(tmp_path: Pa
     assert len(done.stdout.splitlines()) == 20_000
 
 
-def test_a_timing_step_keeps_the_run_in_this_process(tmp_path: Path, trace: Path, made: Material) -> None:
-    _, expected = run_in(tmp_path / "w1", trace, made, "out.pcap", "-r", "strict", "--workers", "1")
-    summary, found = run_in(tmp_path / "w2", trace, made, "out.pcap", "-r", "strict", "--workers", "2",
+ORIGIN_RULES = """\
+version: 1
+extends: default
+steps:
+  - use: timing
+    shift: origin
+    origin: '2001-01-01T00:00:00Z'
+    noise: laplace
+    noise_scale_us: 2000
+    precision: us
+"""
+
+
+@pytest.mark.parametrize("profile", ["strict", "research", "origin"])
+def test_timing_steps_carry_their_state_across_pieces_and_files(
+        tmp_path: Path, trace: Path, multi: Path, made: Material, profile: str) -> None:
+    """`timing` keeps output times in order across frames (noise would otherwise reorder them)
+    and `shift: origin` is set by the run's first frame, across files: the workers are given the
+    state this process walks along the record times, and the bundles equal one process's."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.pcap").write_bytes(trace.read_bytes())
+    (inputs / "b.pcapng").write_bytes(multi.read_bytes())
+    rules = profile
+    if profile == "origin":
+        rules = str(tmp_path / "origin.yaml")
+        Path(rules).write_text(ORIGIN_RULES)
+    outputs = {}
+    for workers in ("1", "2", "3"):
+        done = scrub([inputs], tmp_path / f"w{workers}", made, "-r", rules, "--workers", workers,
+                     "--chunk-size", CHUNK)
+        expected = "this process" if workers == "1" else f"{workers} worker processes"
+        assert done.summary["engine"] == expected
+        outputs[workers] = [bundle(tmp_path / f"w{workers}" / name) for name in ("a.pcap", "b.pcapng")]
+    for workers in ("2", "3"):
+        for one, other in zip(outputs["1"], outputs[workers], strict=True):
+            assert_same_bundle(one, other, f"{profile}, {workers} workers")
+    if profile == "origin":  # the run's first frame (of a.pcap) moved to the origin, give or take noise
+        first = records(tmp_path / "w2" / "a.pcap")[0][0]
+        assert abs(first - 978_307_200_000_000) < 100_000  # Laplace b = 2 ms: beyond 100 ms, e^-50
+
+
+WHEN_RULES = """\
+version: 1
+extends: default
+steps:
+  - use: timing
+    when: {protocol: tcp}
+    noise: uniform
+    noise_scale_us: 100
+"""
+
+
+def test_a_timing_step_under_when_keeps_the_run_in_this_process(tmp_path: Path, trace: Path,
+                                                                made: Material) -> None:
+    rules = tmp_path / "when.yaml"
+    rules.write_text(WHEN_RULES)
+    _, expected = run_in(tmp_path / "w1", trace, made, "out.pcap", "-r", str(rules), "--workers", "1")
+    summary, found = run_in(tmp_path / "w2", trace, made, "out.pcap", "-r", str(rules), "--workers", "2",
                             "--chunk-size", CHUNK)
-    assert summary["engine"] == "this process (the timing step carries state from frame to frame)"
-    assert_same_bundle(expected, found, "strict profile")
+    assert summary["engine"] == ("this process (the timing step (under `when:`) carries state from "
+                                 "frame to frame)")
+    assert_same_bundle(expected, found, "timing under when")
+
+
+def test_a_timing_step_with_a_compressed_input_keeps_the_run_in_this_process(
+        tmp_path: Path, trace: Path, made: Material) -> None:
+    packed = tmp_path / "t.pcap.gz"
+    packed.write_bytes(gzip.compress(trace.read_bytes(), mtime=0))
+    _, expected = run_in(tmp_path / "w1", packed, made, "out.pcap", "-r", "strict", "--workers", "1")
+    summary, found = run_in(tmp_path / "w2", packed, made, "out.pcap", "-r", "strict", "--workers", "2",
+                            "--chunk-size", CHUNK)
+    assert summary["engine"] == ("this process (the timing step carries state from frame to frame, "
+                                 "and compressed inputs cannot be walked)")
+    assert_same_bundle(expected, found, "strict, compressed input")
 
 
 def test_stdin_keeps_the_run_in_this_process(tmp_path: Path, trace: Path, made: Material) -> None:
@@ -274,3 +345,52 @@ def test_a_worker_that_died_between_jobs_fails_the_next_job_naming_it(trace: Pat
         pool.close()
     assert isinstance(caught, EngineError), f"got {type(caught).__name__}: {caught}"
     assert caught.where == job.describe() and "died" in caught.what
+
+
+def test_the_residual_scan_in_pieces_equals_the_scan_of_the_whole(tmp_path: Path, made: Material) -> None:
+    """The workers scan a staged output piece by piece (for the identifiers the main process
+    collected); joined, the pieces give the one-process scan: every finding, with its frame
+    number and offset, the counts, and what the rules keep counted once."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from scapy.utils import wrpcap
+
+    from anontrace.io.split import chunks
+    from anontrace.leakage.residual import IdentifierCollector, kept_by_mappers
+    from anontrace.leakage.residual import scan as scan_whole
+    from anontrace.parallel import Session
+    from anontrace.transforms.ip import Ip
+    from anontrace.transforms.mac import Mac
+    from tests.helpers import make_batch
+
+    packets = []
+    for n in range(600):  # headers name hosts; a payload every 7th frame leaks one as text
+        host = f"10.1.{n % 5}.{n % 200 + 1}"
+        leak = f"from {host} via 224.0.0.251".encode() if n % 7 == 0 else b"x" * 20
+        packets.append(Ether(src=f"02:00:00:00:00:{n % 50:02x}", dst="02:00:00:00:01:00")
+                       / IP(src=host, dst="192.0.2.9") / UDP(sport=40000, dport=4500) / Raw(leak))
+    output = tmp_path / "out.pcap"
+    wrpcap(str(output), packets)
+    collector = IdentifierCollector()
+    collector.observe(make_batch([bytes(p) for p in packets]), [None] * len(packets))
+    key = read_key_file(made.key)
+    rules = read_rules(None)
+    transforms = rules.build(key)
+    ips = next(t for t in transforms if isinstance(t, Ip)).mapper
+    macs = next(t for t in transforms if isinstance(t, Mac)).mapper
+    kept = kept_by_mappers(ips, macs)
+    whole = scan_whole(str(output), collector, kept)  # the original itself: its headers count too
+    assert whole["by_encoding"]["text"] == 86  # the leaks: every 7th of 600 frames
+    assert whole["total"] > 2000 and whole["findings_truncated"]
+    setup = Setup(new_run(), rules, KeySpec(key.fingerprint, str(made.key)))
+    pool = LocalPool(2)
+    try:
+        session = Session(pool, [], setup, chunk_bytes=2000, window=5)
+        pieces = session.scan(str(output), collector, kept, False)
+    finally:
+        pool.close()
+    assert len(list(chunks(str(output), 2000))) > 10  # it was scanned in many pieces
+    assert pieces == whole
+    texts = [f["frame"] for f in pieces["findings"] if f["encoding"] == "text"]
+    assert texts == [n for n in range(1, 601, 7) if n <= pieces["findings"][-1]["frame"]]

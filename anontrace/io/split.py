@@ -30,7 +30,7 @@ from anontrace.io.limits import MAX_RECORD
 from anontrace.io.pcap import HEADER, MAGICS, RECORD, PcapReader, record_limit
 from anontrace.io.pcapng import BYTE_ORDER_MAGIC, EPB, IDB, OPB, SHB, SHB_SHORTEST, SPB, PcapngReader
 from anontrace.io.stream import ByteStream
-from anontrace.packet.frame import Interface
+from anontrace.packet.frame import NS_PER_SECOND, Interface
 
 HASH_STEP = 8 << 20  # bytes hashed at a time while walking
 
@@ -100,18 +100,21 @@ def split_size(path: str) -> int:
         return 0
 
 
-def chunks(path: str, target: int, digest: Digest | None = None) -> Iterator[Chunk]:
+def chunks(path: str, target: int, digest: Digest | None = None,
+           clock: list[int] | None = None) -> Iterator[Chunk]:
     """The pieces of an uncompressed capture, each about `target` bytes, in file order, found
     lazily (the first piece can be at work while the walk goes on). `digest`, when given, is fed
-    every byte of the file by the time the last piece is yielded."""
+    every byte of the file by the time the last piece is yielded; `clock` gets every frame's time
+    (ns, as the reader gives it) up to the damage if any, each piece's before the piece is
+    yielded."""
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if size == 0:
             raise TraceFormatError(path, "file is empty", "a capture starts with a pcap or pcapng header")
         with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
             hashed = 0
-            walk = _pcap(path, view, target) if struct.unpack_from("<I", view)[0] in MAGICS \
-                else _pcapng(path, view, target)
+            walk = _pcap(path, view, target, clock) if struct.unpack_from("<I", view)[0] in MAGICS \
+                else _pcapng(path, view, target, clock)
             for chunk in walk:
                 if digest is not None:
                     hashed = _hash(view, hashed, size if chunk.end is None else chunk.end, digest)
@@ -131,13 +134,15 @@ def _hash(view: mmap.mmap, start: int, end: int, digest: Digest) -> int:
     return end
 
 
-def _pcap(path: str, view: mmap.mmap, target: int) -> Iterator[Chunk]:
+def _pcap(path: str, view: mmap.mmap, target: int, clock: list[int] | None) -> Iterator[Chunk]:
     size = len(view)
     if size < HEADER:  # the reader says what is wrong with it
         yield Chunk(path, 0, None, 0, None, b"")
         return
     header = bytes(view[:HEADER])
-    order = MAGICS[struct.unpack_from("<I", header)[0]][0]
+    order, nanosecond = MAGICS[struct.unpack_from("<I", header)[0]]
+    record = struct.Struct(order + "II").unpack_from
+    scale = 1 if nanosecond else 1000
     limit = record_limit(struct.unpack_from(order + "I", header, 16)[0] or MAX_RECORD)
     caplen_at = struct.Struct(order + "I").unpack_from
     position = start = HEADER
@@ -146,6 +151,9 @@ def _pcap(path: str, view: mmap.mmap, target: int) -> Iterator[Chunk]:
         caplen = caplen_at(view, position + 8)[0]
         if caplen > limit or position + RECORD + caplen > size:
             break  # damage: the last piece's reader reports it
+        if clock is not None:
+            seconds, fraction = record(view, position)
+            clock.append(seconds * NS_PER_SECOND + fraction * scale)
         position += RECORD + caplen
         index += 1
         if position - start >= target and position < size:
@@ -154,7 +162,7 @@ def _pcap(path: str, view: mmap.mmap, target: int) -> Iterator[Chunk]:
     yield Chunk(path, start, None, first, None, header)
 
 
-def _pcapng(path: str, view: mmap.mmap, target: int) -> Iterator[Chunk]:
+def _pcapng(path: str, view: mmap.mmap, target: int, clock: list[int] | None) -> Iterator[Chunk]:
     size = len(view)
     shadow = PcapngReader(ByteStream(io.BytesIO(), path), b"")  # parses SHBs and IDBs for their state
     position = start = 0
@@ -165,21 +173,32 @@ def _pcapng(path: str, view: mmap.mmap, target: int) -> Iterator[Chunk]:
         if block is None:
             break
         block_type, length = block
-        body = view[position + 8:position + length - 4]
-        try:
-            if block_type == SHB:
-                shadow._new_section(position, body)
-            elif block_type == IDB:
-                shadow._interface(position, body)
-        except TraceFormatError:
-            break  # the last piece's reader refuses it, located the same way
+        packet = block_type in (EPB, OPB, SPB)
+        if block_type in (SHB, IDB) or (packet and clock is not None):
+            body = view[position + 8:position + length - 4]  # copied only when it is read
+            try:
+                if block_type == SHB:
+                    shadow._new_section(position, body)
+                elif block_type == IDB:
+                    shadow._interface(position, body)
+                elif clock is not None:
+                    clock.append(_time(shadow, block_type, body, position))
+            except TraceFormatError:
+                break  # the last piece's reader refuses it, located the same way
         position += length
-        if block_type in (EPB, OPB, SPB):
+        if packet:
             index += 1
             if position - start >= target and position < size:
                 yield Chunk(path, start, position, first, index - first, state)
                 start, first, state = position, index, _state(shadow)
     yield Chunk(path, start, None, first, None, state)
+
+
+def _time(shadow: PcapngReader, block_type: int, body: bytes, position: int) -> int:
+    """A packet block's time as the reader gives it (`TraceFormatError` where it refuses it)."""
+    if block_type == SPB:
+        return shadow._simple(position, body, 0).ts_ns
+    return shadow._packet(block_type, position, body, 0).ts_ns
 
 
 def _block(view: mmap.mmap, position: int, shadow: PcapngReader) -> tuple[int, int] | None:

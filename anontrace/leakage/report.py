@@ -24,7 +24,7 @@ from anontrace.errors import TraceFormatError
 from anontrace.flows import original_frames, written
 from anontrace.io.capture import open_reader
 from anontrace.leakage.gates import Gate, evaluate
-from anontrace.leakage.residual import IdentifierCollector, merge_residual, scan, scan_texts
+from anontrace.leakage.residual import IdentifierCollector, Section, merge_residual, scan, scan_texts
 from anontrace.leakage.risk import RiskCollector
 from anontrace.leakage.utility import UtilityCollector
 from anontrace.packet.batch import Batch
@@ -123,13 +123,16 @@ class ReportBuilder:
     def finish(self, *, anonymized: str, scan_path: str | None = None, original: str | None = None,
                rules: str | None = None, key_fingerprint: str | None = None,
                gates: Sequence[Gate] = (), created: str | None = None,
-               texts: Mapping[str, Iterable[str]] | None = None) -> dict[str, Any]:
+               texts: Mapping[str, Iterable[str]] | None = None,
+               scanned: Section | None = None) -> dict[str, Any]:
         """The report. `scan_path` is where the anonymized capture can be read now (a staged file
         not yet published under `anonymized`); findings name `anonymized`. `texts` are other
-        texts that travel with the trace (the labels), searched too."""
+        texts that travel with the trace (the labels), searched too. `scanned` is the residual
+        scan of the capture when it was made already (by workers, piece by piece)."""
         residual = None
         if self.identifiers is not None:
-            residual = scan(scan_path or anonymized, self.identifiers, self.kept, keep_names=self.keep_names)
+            residual = scanned if scanned is not None else \
+                scan(scan_path or anonymized, self.identifiers, self.kept, keep_names=self.keep_names)
             for finding in residual["findings"]:
                 finding["file"] = anonymized
             if texts:

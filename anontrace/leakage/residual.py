@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from anontrace.crypto.macs import MULTICAST, MacMapper, eui64_mac
 from anontrace.crypto.mapping import SOLICITED, AddressMapper
-from anontrace.io.capture import open_reader
+from anontrace.io.capture import Reader, open_reader
 from anontrace.leakage.metadata import file_metadata
 from anontrace.leakage.search import Hit, Identifier, Searcher, is_chance, kind_of, most_specific, service_at
 from anontrace.packet.batch import Batch
@@ -355,9 +355,30 @@ def scan(path: str, collector: IdentifierCollector, kept: Kept | None = None,
     `keep_names` (or a collector built with `names: keep`) the rules keep host names. Kept
     identifiers found count once each in `kept_by_rule`; every other hit counts, the first
     `limit` listed as findings."""
+    return merge_residual(scan_frames(open_reader(path), collector, kept, limit, keep_names),
+                          scan_metadata(path, collector, kept, limit, keep_names), limit)
+
+
+def scan_frames(reader: Reader, collector: IdentifierCollector, kept: Kept | None = None,
+                limit: int = FINDINGS_LIMIT, keep_names: bool = False) -> Section:
+    """The frames' part of `scan`, for the frames `reader` gives (numbered as it numbers them:
+    a piece of a split file gives the numbers it has in the whole file). Scans of consecutive
+    pieces joined with `merge_residual` are the scan of the whole: a kept identifier counts once
+    in the union, and overlapping hits are only ever weighed within one identifier."""
+    searcher = _searcher(collector, kept, keep_names)
+    tally = Tally(reader.stream.name, collector, limit)
+    try:
+        _scan_frames(reader, searcher, tally)
+    finally:
+        reader.stream.close()
+    return tally.result()
+
+
+def scan_metadata(path: str, collector: IdentifierCollector, kept: Kept | None = None,
+                  limit: int = FINDINGS_LIMIT, keep_names: bool = False) -> Section:
+    """The part of `scan` outside frames: the file's metadata (pcapng blocks and options)."""
     searcher = _searcher(collector, kept, keep_names)
     tally = Tally(path, collector, limit)
-    _scan_frames(path, searcher, tally)
     _scan_metadata(path, searcher, tally)
     return tally.result()
 
@@ -421,19 +442,15 @@ def _chunks(pieces: Iterable[tuple[bytes, Tag]]) -> Iterator[tuple[list[bytes], 
         yield run, tags
 
 
-def _scan_frames(path: str, searcher: Searcher, tally: Tally) -> None:
-    reader = open_reader(path)
-    try:
-        number = 1  # of the chunk's first frame
-        for pieces, linktypes in _chunks((frame.data, frame.linktype) for frame in reader):
-            for piece, hits in searcher.search_pieces(pieces):
-                found = tally.secret_hits(_not_chance(hits, pieces[piece], linktypes[piece]), searcher)
-                for start, _, identifier, encoding in most_specific(found):
-                    tally.add(identifier, encoding, number + piece, start)
-            number += len(pieces)
-            searcher.forget(tally.kept)  # kept identifiers count once: no need to look further
-    finally:
-        reader.stream.close()
+def _scan_frames(reader: Reader, searcher: Searcher, tally: Tally) -> None:
+    frames = ((frame.data, (frame.linktype, frame.index + 1)) for frame in reader)
+    for pieces, tags in _chunks(frames):
+        for piece, hits in searcher.search_pieces(pieces):
+            linktype, number = tags[piece]
+            found = tally.secret_hits(_not_chance(hits, pieces[piece], linktype), searcher)
+            for start, _, identifier, encoding in most_specific(found):
+                tally.add(identifier, encoding, number, start)
+        searcher.forget(tally.kept)  # kept identifiers count once: no need to look further
 
 
 def _not_chance(hits: list[Hit], data: bytes, linktype: int) -> list[Hit]:

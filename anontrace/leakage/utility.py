@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from anontrace.flows import FlowTable, batch_times, original_side, output_side, wire_lengths
+from anontrace.flows import batch_times, original_side, output_side, wire_lengths
+from anontrace.flowtable import FlowTable
 from anontrace.packet.batch import Batch
 from anontrace.packet.frame import NS_PER_SECOND
 

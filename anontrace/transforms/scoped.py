@@ -32,6 +32,10 @@ class Scoped(Transform):
                 _apply_to(transform, batch, positions)
         return batch
 
+    def steps(self) -> list[Transform]:
+        """The transforms it chooses between."""
+        return [transform for _, transform in self.choices]
+
     @property
     def carries_state(self) -> bool:
         return any(transform.carries_state for _, transform in self.choices)

@@ -28,6 +28,8 @@ MAX_NOISE_US = 86_400_000_000  # a day
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 WORD_MASK = (1 << 64) - 1
 BLOCK = struct.Struct("<QQ")  # PRF input per frame: frame index, original time
+ADVANCE_BATCH = 4096
+TimingState = tuple[int | None, int | None, int]  # shift, latest input time, previous output time
 DRAW = struct.Struct("<Q8x")  # PRF output per frame: 64 bits used, 53 of them for the uniform
 
 
@@ -176,6 +178,21 @@ class Timing(Transform):
     @property
     def carries_state(self) -> bool:
         return True  # the order state (and the `origin` shift, from the run's first frame)
+
+    def state(self) -> TimingState:
+        """What the frames so far left behind: a worker given it goes on as this one would."""
+        return (self._shift, self._latest_in, self._last_out)
+
+    def restore(self, state: TimingState) -> None:
+        self._shift, self._latest_in, self._last_out = state
+
+    def advance(self, first: int, times: Sequence[int]) -> None:
+        """Move the state past frames numbered from `first` with these original times, as
+        `apply` would (the same code: only their index and time matter to it)."""
+        for start in range(0, len(times), ADVANCE_BATCH):
+            part = times[start:start + ADVANCE_BATCH]
+            frames = [Frame(first + start + n, ts_ns, b"", 0, 0) for n, ts_ns in enumerate(part)]
+            self.apply(Batch(frames, [], [], list(part)))
 
     def reset(self) -> None:
         """Forget the order state at the start of a file (the run's shift is kept)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import random
 import statistics
@@ -348,3 +349,32 @@ def test_end_to_end_times_read_back_by_tshark(tmp_path: Path, monkeypatch: pytes
     assert any(t % 1000 for t in times)  # digits below the microsecond survive
     assert all(t - s > 0 for t, s in zip(times, TIMES, strict=True))  # shifted (by days)
     assert {(ip, tcp) for _, ip, tcp in rows} == {("1", "1")}  # checksums still good
+
+
+@pytest.mark.parametrize("settings", [
+    {"shift": "origin", "noise": "laplace", "noise_scale_us": 5.0, "precision": "us"},
+    {"shift": "keyed", "noise": "uniform", "noise_scale_us": 50.0},
+    {"shift": "none", "noise": "gaussian", "noise_scale_us": 3.0, "precision": "ms"},
+])
+def test_state_handed_over_at_any_frame_continues_as_one_run(settings: dict[str, Any]) -> None:
+    """What a worker does with a piece of a file: the main process advances its own step over the
+    times before the piece, hands over `state()`, and a fresh step `restore`s it. The piece's
+    times are then those one step gives over the whole file: the noise reorders frames, the input
+    goes backwards twice, and the origin shift comes from the very first frame."""
+    rng = random.Random(7)
+    times = [1_000_000_000 + n * 30_000 + rng.randrange(40_000) for n in range(300)]
+    times[120] -= 50_000  # the input goes backwards ...
+    times[121:124] = [times[119]] * 3  # ... and holds still
+    times[200] = times[10]
+    whole = run_times(timing(**settings), times)
+    for cut in (1, 2, 119, 120, 121, 150, 299):
+        walker = timing(**settings)
+        walker.advance(0, times[:cut])
+        worker = timing(**settings)
+        worker.restore(walker.state())
+        assert run_times(worker, times[cut:], first_index=cut) == whole[cut:], cut
+    fresh = timing(**settings)
+    fresh.advance(0, [])
+    assert fresh.state() == timing(**settings).state()
+    assert whole == sorted(whole) and len(set(whole)) > 1
+    assert any(a == b for a, b in itertools.pairwise(whole))  # order-keeping held frames back
