@@ -111,6 +111,9 @@ PEERS = (
 )
 
 
+GATE_LIFTED = 10**12  # above any residual count a benchmark trace can reach
+
+
 @dataclass(frozen=True)
 class ToolSpec:
     """A command with ``{trace}`` and ``{out}`` placeholders left in its argv."""
@@ -165,7 +168,11 @@ class Anontrace:
     has_workers: bool
 
     def specs(self) -> list[ToolSpec]:
-        base = (*self.cmd, "scrub", "{trace}", "-o", "{out}", "-q", "--key-file", str(self.key))
+        # The leakage gate is lifted: a key under which a few output addresses happen to equal
+        # original ones makes the report count them and withhold the trace (exit 3); the work
+        # measured is the same either way (see README, "The leakage gate").
+        base = (*self.cmd, "scrub", "{trace}", "-o", "{out}", "-q", "--key-file", str(self.key),
+                "--fail-on", f"residual.total={GATE_LIFTED}")
         does = "default profile: Crypto-PAn IPv4/IPv6, payload cut, checksums fixed"
         if not self.has_workers:
             return [ToolSpec("anontrace", base, does, version=self.version)]
