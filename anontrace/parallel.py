@@ -170,7 +170,7 @@ def _transforms(setup: Setup) -> list[Transform]:
 def work(job: Job | ScanJob) -> Piece | Section:
     """Run one job in a worker: a scrub, or a residual scan."""
     if isinstance(job, ScanJob):
-        ips, macs = _mappers(_transforms(job.setup))  # what the rules keep, as the main process says
+        ips, macs = _mappers(_transforms(job.setup))  # what the rules keep: the same key, the same answer
         return scan_frames(open_chunk(job.chunk), job.collector, kept_by_mappers(ips, macs),
                            keep_names=job.keep_names)
     return scrub_piece(job)
@@ -331,7 +331,7 @@ class LocalPool:
 
 def _died(job: AnyJob, code: int | None) -> EngineError:
     how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-    return EngineError(job.describe(), f"a worker process died ({how}) while scrubbing this part; "
+    return EngineError(job.describe(), f"a worker process died ({how}) while working on this part; "
                        "nothing was published",
                        "it was killed, or ran out of memory: try fewer --workers, or find what killed it")
 

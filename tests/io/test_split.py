@@ -13,7 +13,9 @@ import hashlib
 import itertools
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -38,7 +40,7 @@ from capbuild import (
 )
 
 from anontrace.errors import AnontraceError, TraceFormatError
-from anontrace.io.capture import open_reader
+from anontrace.io.capture import Reader, open_reader
 from anontrace.io.split import Chunk, Digest, chunks, open_chunk, splittable
 from anontrace.packet.frame import Frame, Interface
 
@@ -67,13 +69,13 @@ def error_key(error: AnontraceError) -> ErrorKey:
     return (type(error), error.where, error.what, error.hint)
 
 
-def read_whole(path: Path) -> Outcome:
-    outcome = Outcome([], [], Counter(), None)
+def read_into(outcome: Outcome, open_one: Callable[[], Reader]) -> bool:
+    """Add one reader's frames, interfaces and notices to `outcome`; False once an error is met."""
     try:
-        reader = open_reader(str(path))
+        reader = open_one()
     except TraceFormatError as exc:
         outcome.error = error_key(exc)
-        return outcome
+        return False
     try:
         for frame in reader:
             outcome.frames.append(key(frame))
@@ -83,6 +85,12 @@ def read_whole(path: Path) -> Outcome:
         reader.stream.close()
     outcome.interfaces = list(reader.interfaces)
     outcome.notices.update(reader.notices)
+    return outcome.error is None
+
+
+def read_whole(path: Path) -> Outcome:
+    outcome = Outcome([], [], Counter(), None)
+    read_into(outcome, lambda: open_reader(str(path)))
     return outcome
 
 
@@ -90,22 +98,8 @@ def read_pieces(pieces: list[Chunk]) -> Outcome:
     """Read `pieces` in order with a reader each, stopping at the first error."""
     outcome = Outcome([], [], Counter(), None)
     for chunk in pieces:
-        try:
-            reader = open_chunk(chunk)
-        except TraceFormatError as exc:
-            outcome.error = error_key(exc)
-            return outcome
-        try:
-            for frame in reader:
-                outcome.frames.append(key(frame))
-        except TraceFormatError as exc:
-            outcome.error = error_key(exc)
-        finally:
-            reader.stream.close()
-        outcome.interfaces = list(reader.interfaces)
-        outcome.notices.update(reader.notices)
-        if outcome.error is not None:
-            return outcome
+        if not read_into(outcome, partial(open_chunk, chunk)):
+            break
     return outcome
 
 
