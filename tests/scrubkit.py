@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from anontrace.keys import generate, write_key_file
 
 ROOT = Path(__file__).parent.parent
@@ -108,3 +110,16 @@ def assert_same_bundle(left: dict[str, Any], right: dict[str, Any], what: str) -
 def listing(directory: Path) -> list[str]:
     """Every entry, hidden ones included."""
     return sorted(p.name for p in directory.iterdir())
+
+
+def workers_of(run: psutil.Process) -> list[psutil.Process]:
+    """The worker processes of a run: forked by its forkserver, the child whose command line
+    names `multiprocessing.forkserver` (workers are forks of it, so they share its command line;
+    the resource tracker is another child of the run)."""
+    for child in run.children():
+        try:
+            if any("forkserver" in part for part in child.cmdline()):
+                return child.children()
+        except psutil.NoSuchProcess:
+            continue
+    return []

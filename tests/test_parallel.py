@@ -20,10 +20,10 @@ import psutil
 import pytest
 from scapy.utils import RawPcapNgReader
 
-from anontrace.errors import EngineError
 from anontrace.io.pcap import HEADER
 from anontrace.keys import read_key_file
-from anontrace.parallel import Job, KeySpec, LocalPool, Setup, new_run
+from anontrace.parallel import KeySpec, Setup, new_run, work
+from anontrace.pool import LocalPool
 from anontrace.rules.compile import read_rules
 from tests.io.capbuild import custom, epb, idb, isb, nrb, shb, spb, tsresol
 from tests.scrubkit import (
@@ -34,8 +34,8 @@ from tests.scrubkit import (
     bundle,
     listing,
     make_trace,
-    material,
     scrub,
+    workers_of,
 )
 
 CHUNK = str(700_000)  # the 20,000-frame trace (11 MB) in ~16 pieces
@@ -43,16 +43,6 @@ SMALL_CHUNK = str(300)  # the corpus captures (a few KB) in pieces too
 CORPUS = Path("/work/shared/corpus")
 CORPUS_PCAPNG = ("nhrp.pcapng", "OSPFv2_Capture_FINAL.pcapng")
 SPLIT = "2 worker processes", "3 worker processes"
-
-
-@pytest.fixture(scope="session")
-def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_trace(tmp_path_factory.mktemp("trace") / "t20k.pcap", 20_000)
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> Material:
-    return material(tmp_path_factory.mktemp("material"))
 
 
 def records(path: Path) -> list[tuple[int, bytes, int]]:
@@ -274,19 +264,6 @@ def test_a_scheduler_needs_the_dask_engine(tmp_path: Path, trace: Path, made: Ma
 # a worker dies
 
 
-def workers_of(run: psutil.Process) -> list[psutil.Process]:
-    """The worker processes of a run: forked by its forkserver, the child whose command line
-    names `multiprocessing.forkserver` (workers are forks of it, so they share its command line;
-    the resource tracker is another child of the run)."""
-    for child in run.children():
-        try:
-            if any("forkserver" in part for part in child.cmdline()):
-                return child.children()
-        except psutil.NoSuchProcess:
-            continue
-    return []
-
-
 def test_a_killed_worker_fails_the_run_and_publishes_nothing(tmp_path: Path, made: Material) -> None:
     big = make_trace(tmp_path / "big.pcap", 150_000, seed=3)
     out = tmp_path / "out"
@@ -320,31 +297,6 @@ def test_a_killed_worker_fails_the_run_and_publishes_nothing(tmp_path: Path, mad
     assert "died" in first and "killed by signal 9" in first
     assert stdout == b""
     assert listing(out) == []  # no trace, no sidecar, no .partial file
-
-
-def test_a_worker_that_died_between_jobs_fails_the_next_job_naming_it(trace: Path, made: Material) -> None:
-    """A worker killed while idle (the OOM killer picks any process) must fail the run the same
-    way: an EngineError naming the input and byte range, not a broken pipe (which the CLI turns
-    into exit 1 with no message at all)."""
-    key = read_key_file(made.key)
-    setup = Setup(new_run(), read_rules(None), KeySpec(key.fingerprint, str(made.key)))
-    job = Job(0, str(trace), None, setup)
-    pool = LocalPool(1)
-    caught: BaseException | None = None
-    try:
-        idle = workers_of(psutil.Process())
-        assert len(idle) == 1
-        idle[0].kill()
-        idle[0].wait(TIMEOUT)
-        try:
-            pool.submit(0, job)
-            pool.result(0)
-        except Exception as exc:  # which error it is, is the point
-            caught = exc
-    finally:
-        pool.close()
-    assert isinstance(caught, EngineError), f"got {type(caught).__name__}: {caught}"
-    assert caught.where == job.describe() and "died" in caught.what
 
 
 def test_the_residual_scan_in_pieces_equals_the_scan_of_the_whole(tmp_path: Path, made: Material) -> None:
@@ -384,7 +336,7 @@ def test_the_residual_scan_in_pieces_equals_the_scan_of_the_whole(tmp_path: Path
     assert whole["by_encoding"]["text"] == 86  # the leaks: every 7th of 600 frames
     assert whole["total"] > 2000 and whole["findings_truncated"]
     setup = Setup(new_run(), rules, KeySpec(key.fingerprint, str(made.key)))
-    pool = LocalPool(2)
+    pool = LocalPool(2, work, "anontrace.parallel")
     try:
         session = Session(pool, [], setup, chunk_bytes=2000, window=5)
         pieces = session.scan(str(output), collector, kept, False)
