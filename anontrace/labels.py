@@ -181,7 +181,11 @@ class GroundTruth:
     def merge(self, later: GroundTruth) -> None:
         """Count the frames a copy of this ground truth (in a worker, over another piece of the
         capture, made by `fresh`) labelled."""
-        self.counts = [mine + theirs for mine, theirs in zip(self.counts, later.counts, strict=True)]
+        self.add_counts(later.counts)
+
+    def add_counts(self, counts: Sequence[int]) -> None:
+        """Count frames labelled elsewhere, row by row (what a worker's copy sends back)."""
+        self.counts = [mine + theirs for mine, theirs in zip(self.counts, counts, strict=True)]
 
     def fresh(self) -> GroundTruth:
         """The same rows with nothing counted yet: the copy a worker labels its piece with."""

@@ -315,7 +315,7 @@ class Session:
             builder.merge(piece.builder)
             recorder.merge(piece.recorder)
             if truth is not None and piece.truth_counts is not None:
-                truth.counts = [a + b for a, b in zip(truth.counts, piece.truth_counts, strict=True)]
+                truth.add_counts(piece.truth_counts)
             self.mapped[0].update(piece.mapped[0])
             self.mapped[1].update(piece.mapped[1])
             digest = piece.digest
