@@ -161,6 +161,8 @@ class Searcher:
     ipv4_keys: npt.NDArray[np.uint32] = field(init=False)
     text_keys: npt.NDArray[np.uint32] = field(init=False)
     tables: tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]] = field(init=False)
+    live: int = field(init=False)  # identifiers looked for when the tables were built
+    stale: int = field(init=False)  # of those, forgotten since
 
     def __post_init__(self) -> None:
         identifiers = [(kind_of(raw), raw) for raw in self.addresses] + [("name", n) for n in self.names]
@@ -212,14 +214,16 @@ class Searcher:
         return self._looked_for(kind)[raw]
 
     def forget(self, identifiers: Iterable[Identifier]) -> None:
-        """Stop looking for these identifiers (those already forgotten are skipped)."""
-        changed = False
+        """Stop looking for these identifiers (those already forgotten are skipped). Every hit
+        is checked against `addresses` and `names`, so the prefilter tables may still hold a
+        forgotten identifier; they are rebuilt once half their entries are forgotten, which
+        keeps the rebuilds' cost in proportion to the identifiers (not to the searches)."""
         for identifier in identifiers:
             kind, raw = identifier
             if self._looked_for(kind).pop(raw, None) is not None:
                 self.active[self.owners[identifier]] = False
-                changed = True
-        if changed:
+                self.stale += 1
+        if self.stale * 2 > self.live:
             self._tables()
 
     def _looked_for(self, kind: str) -> dict[bytes, bool]:
@@ -228,6 +232,7 @@ class Searcher:
     def _tables(self) -> None:
         keys, bits, seconds, owners = self.entries
         live = self.active[owners]
+        self.live, self.stale = int(self.active.sum()), 0
         keys, bits, seconds = keys[live], bits[live], seconds[live]
         tables = []
         for multiplier in (HASH1, HASH2):
@@ -270,11 +275,11 @@ class Searcher:
             inside = begin >= 0
             begin = begin[inside]
             if other >= 0:
-                begin = begin[np.isin(values[begin + other], self.second[bit])]
+                begin = begin[_among(values[begin + other], self.second[bit])]
             else:
-                begin = begin[np.isin(values_at[chosen][inside], self.ipv4_keys)]
+                begin = begin[_among(values_at[chosen][inside], self.ipv4_keys)]
             hits += self._binary(buffer, begin, width, kind, encoding, starts, ends)
-        chosen = ((bits & (TEXT_BIT | WIRE_BIT)) != 0) & np.isin(values_at, self.text_keys)
+        chosen = ((bits & (TEXT_BIT | WIRE_BIT)) != 0) & _among(values_at, self.text_keys)
         positions = where[chosen]
         pieces = np.searchsorted(starts, positions, side="right") - 1
         for position, piece, value in zip(positions.tolist(), pieces.tolist(), values_at[chosen].tolist(),
@@ -403,6 +408,16 @@ class Searcher:
                     return (start + left, start + left + len(candidate), ("ipv6", raw), "text")
                 return None
         return None
+
+
+def _among(values: npt.NDArray[np.uint32], keys: npt.NDArray[np.uint32]) -> npt.NDArray[np.bool_]:
+    """`np.isin(values, keys)` for sorted, distinct `keys`, in time growing with len(values)
+    (times log len(keys)), not with len(keys): the keys grow with the capture's hosts."""
+    if not len(keys):
+        return np.zeros(len(values), np.bool_)
+    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    found: npt.NDArray[np.bool_] = keys[at] == values
+    return found
 
 
 def _octets(groups: Sequence[bytes]) -> bytes | None:

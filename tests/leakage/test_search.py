@@ -4,6 +4,7 @@ most specific encoding; bytes that merely equal an address in numeric fields are
 from __future__ import annotations
 
 import ipaddress
+import random
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,38 @@ def test_what_is_found_does_not_depend_on_how_frames_are_grouped(
     path, residual = planted
     monkeypatch.setattr(residual_module, "CHUNK_BYTES", 1)  # each frame searched alone, kept ones forgotten
     assert scan(str(path), collector_of(original_packets())) == residual
+
+
+def test_forgetting_finds_what_a_searcher_built_without_the_forgotten_finds() -> None:
+    """The prefilter tables are rebuilt only once half the identifiers are forgotten; until then
+    a forgotten identifier still passes the prefilter and must be refused by the exact check.
+    Forgetting in steps, each search equals a fresh searcher's over the remaining identifiers,
+    for binary, text and DNS-wire forms, across the rebuilds."""
+    rng = random.Random(6)
+    addresses = [bytes(rng.randrange(1, 224) for _ in range(4)) for _ in range(40)]
+    addresses += [bytes([0x20, 0x01]) + rng.randbytes(14) for _ in range(10)]
+    addresses += [bytes([0x02]) + rng.randbytes(5) for _ in range(10)]
+    names = [f"host{i}.corp{i % 3}.example".encode() for i in range(20)]
+    pieces = []
+    for raw in addresses:
+        text = str(ipaddress.ip_address(raw)).encode() if len(raw) != 6 else raw.hex(":").encode()
+        pieces.append(rng.randbytes(7) + raw + b" " + text + b" ")
+    for name in names:
+        wire = b"".join(bytes([len(label)]) + label for label in name.split(b".")) + b"\0"
+        pieces.append(b"q" + wire + b" " + name + b"!")
+    identifiers = [(("mac" if len(raw) == 6 else "ipv4" if len(raw) == 4 else "ipv6"), raw)
+                   for raw in addresses] + [("name", name) for name in names]
+    rng.shuffle(identifiers)
+    searcher = Searcher({raw: True for raw in addresses}, {name: True for name in names})
+    rebuilt = 0
+    for step in range(0, len(identifiers), 7):
+        left = identifiers[step:]
+        fresh_searcher = Searcher({raw: True for kind, raw in left if kind != "name"},
+                                  {raw: True for kind, raw in left if kind == "name"})
+        found = searcher.search_pieces(pieces)
+        assert found == fresh_searcher.search_pieces(pieces)
+        assert {hit[2] for _, hits in found for hit in hits} == set(left)
+        before = searcher.tables
+        searcher.forget(identifiers[step:step + 7])
+        rebuilt += searcher.tables is not before
+    assert 1 <= rebuilt < len(identifiers) // 7  # rebuilt, but not on every forget
