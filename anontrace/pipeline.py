@@ -9,12 +9,15 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Protocol
 
+import numpy as np
+
 from anontrace.io.capture import Reader
-from anontrace.packet.batch import Batch
+from anontrace.packet.batch import HELD, Batch
 from anontrace.packet.checksum import fix_checksums
 from anontrace.packet.dissect import dissect
-from anontrace.packet.fast import dissect_batch
+from anontrace.packet.fast import dissect_common
 from anontrace.packet.frame import Frame, Interface
+from anontrace.packet.table import Table
 from anontrace.transforms.base import Transform
 
 BATCH_FRAMES = 4096
@@ -70,20 +73,45 @@ def batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
         yield chunk
 
 
-def prepare(frames: list[Frame], stats: RunStats, vectorized: bool = True) -> Batch:
+def prepare(frames: list[Frame], stats: RunStats, vectorized: bool = True, columns: bool = False) -> Batch:
     """Dissect each frame and start its output from the bytes understood, never more. The
     common frames are dissected from numpy columns of the whole batch (`vectorized`), the others
-    one by one; the layers are the same either way."""
-    layers = dissect_batch(frames) if vectorized else [dissect(f.data, f.linktype) for f in frames]
+    one by one; the layers are the same either way. With `columns`, the common frames' output
+    is held in the batch's table (see `packet.table`) for transforms that rewrite columns."""
+    common = None
+    if vectorized:
+        layers, common = dissect_common(frames)
+    else:
+        layers = [dissect(f.data, f.linktype) for f in frames]
+    table = Table.of(common) if columns and common is not None else None
+    held = [False] * len(frames)
+    for position in table.positions.tolist() if table is not None else ():
+        held[position] = True
     data = []
     cut = stats.cut
-    for frame, found in zip(frames, layers, strict=True):
+    for frame, found, in_table in zip(frames, layers, held, strict=True):
+        if found.cut is not None:
+            cut[found.cut] += 1
+        if in_table:
+            data.append(HELD)
+            continue
         out = bytearray(frame.data)
         if found.cut is not None:
             del out[found.parsed_to:]
-            cut[found.cut] += 1
         data.append(out)
-    return Batch(frames, layers, data, [f.ts_ns for f in frames])
+    return Batch(frames, layers, data, [f.ts_ns for f in frames], table=table)
+
+
+def fix_batch_checksums(batch: Batch) -> None:
+    """Fold every frame's changes into its checksums (dropped frames are left as they are)."""
+    dropped = batch.dropped
+    if batch.table is not None:
+        skip = np.fromiter((p in dropped for p in batch.table.positions.tolist()), np.bool_,
+                           len(batch.table))
+        batch.table.fix_checksums(skip)
+    for position, frame, found, out in batch.others():
+        if position not in dropped:
+            fix_checksums(frame.data, out, found.checksums)
 
 
 def run(reader: Reader, writer: Sink, transforms: list[Transform],
@@ -92,21 +120,21 @@ def run(reader: Reader, writer: Sink, transforms: list[Transform],
     """Stream every frame of `reader` through `transforms` into `writer`; `labeler` labels frames
     (the label becomes a pcapng frame comment) and `observers` see each finished batch.
     `vectorized` False takes the frame-by-frame path for every frame (the output is the same);
+    with it, when every transform rewrites columns (`Transform.columnar`), so do they;
     `reset` False keeps the transforms' state (a worker restored it for a piece of a file)."""
     stats = RunStats()
     started = time.perf_counter()
     interfaces = reader.interfaces
     for transform in transforms if reset else ():
         transform.reset()
+    columns = vectorized and all(transform.columnar for transform in transforms)
     for frames in batches(iter(reader), BATCH_FRAMES):
-        batch = prepare(frames, stats, vectorized)
+        batch = prepare(frames, stats, vectorized, columns)
         for transform in transforms:
             batch = transform.apply(batch)
         labels: list[str | None] = labeler.label(batch) if labeler is not None else [None] * len(frames)
+        fix_batch_checksums(batch)
         dropped = batch.dropped
-        for position, (frame, found, out) in enumerate(zip(frames, batch.layers, batch.data, strict=True)):
-            if position not in dropped:
-                fix_checksums(frame.data, out, found.checksums)
         for observer in observers:
             observer.observe(batch, labels)
         for position, (frame, out) in enumerate(zip(frames, batch.data, strict=True)):

@@ -17,6 +17,7 @@ between frames through small caches rather than built frame by frame.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -72,22 +73,44 @@ class _Columns:
         return (self.u8(offset) << 8) | self.u8(offset + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class Common:
+    """The frames of a batch the columns describe (`positions`, ascending), with the columns
+    that place their headers, and the joined buffer they were gathered from."""
+
+    positions: Ints
+    starts: Ints  # where each frame begins in `buffer`
+    lengths: Ints  # captured length
+    network: Ints  # offset of the IP header
+    is4: npt.NDArray[np.bool_]
+    protocol: Ints
+    payload: Ints  # first byte after the transport header
+    end: Ints  # where the datagram ends, as far as captured
+    buffer: npt.NDArray[np.uint8]
+
+
 def dissect_batch(frames: Sequence[Frame]) -> list[Layers]:
     """The layers of every frame, as `dissect` finds them."""
-    layers = common_layers(frames)
+    return dissect_common(frames)[0]
+
+
+def dissect_common(frames: Sequence[Frame]) -> tuple[list[Layers], Common | None]:
+    """The layers of every frame, and the columns of the frames described by them (None when
+    the dissector's tables are not the core ones)."""
+    layers, common = common_layers(frames)
     return [found if found is not None else dissect(frame.data, frame.linktype)
-            for frame, found in zip(frames, layers, strict=True)]
+            for frame, found in zip(frames, layers, strict=True)], common
 
 
-def common_layers(frames: Sequence[Frame]) -> list[Layers | None]:
-    """The layers of the frames the columns can describe; None for the others."""
+def common_layers(frames: Sequence[Frame]) -> tuple[list[Layers | None], Common | None]:
+    """The layers of the frames the columns can describe (None for the others), and their columns."""
     layers: list[Layers | None] = [None] * len(frames)
-    if frames and _tables_are_core():
-        _common(frames, layers)
-    return layers
+    if not frames or not _tables_are_core():
+        return layers, None
+    return layers, _common(frames, layers)
 
 
-def _common(frames: Sequence[Frame], layers: list[Layers | None]) -> None:
+def _common(frames: Sequence[Frame], layers: list[Layers | None]) -> Common:
     columns = _Columns([frame.data for frame in frames])
     lengths = columns.lengths
     size = len(frames)
@@ -117,6 +140,8 @@ def _common(frames: Sequence[Frame], layers: list[Layers | None]) -> None:
                 payload[chosen].tolist(), end[chosen].tolist(), lengths[chosen].tolist())
     for position, one in zip(chosen.tolist(), found, strict=True):
         layers[position] = one
+    return Common(chosen, columns.starts[chosen], lengths[chosen], network_at[chosen], is4[chosen],
+                  protocol[chosen], payload[chosen], end[chosen], columns.buffer)
 
 
 def _payload(columns: _Columns, protocol: Ints, at: Ints, end: Ints, held: Ints,

@@ -72,6 +72,12 @@ class Transform(ABC):
         """Forget state carried from frame to frame: a new capture file starts."""
 
     @property
+    def columnar(self) -> bool:
+        """Whether `apply` rewrites the rows of `batch.table` (see `packet.table`) with columns
+        and goes frame by frame through `batch.others()` only, never reading `batch.data`."""
+        return False
+
+    @property
     def carries_state(self) -> bool:
         """Whether a frame's output depends on the frames before it in its file (beyond its
         index and bytes): such a file cannot be split between workers."""

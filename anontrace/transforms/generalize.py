@@ -136,19 +136,24 @@ class Permuted:
     def flush(self) -> None:
         if not self._pending:
             return
+        table = self.mapping({value for _, _, value in self._pending})
+        for out, offset, value in self._pending:
+            out[offset:offset + self._width] = table[value].to_bytes(self._width, "big")
+        self._pending.clear()
+
+    def mapping(self, values: set[int]) -> dict[int, int]:
+        """The table of mapped values, holding at least `values`."""
         table, same = self._table, self._same
         if len(table) >= CACHE_LIMIT and self._width > 2:  # 16-bit fields: the whole table fits
             table.clear()
-        todo = sorted({value for _, _, value in self._pending} - table.keys())
+        todo = sorted(values - table.keys())
         current = todo
         while todo:
             current = self._permutation.forward(current)
             walking = [(v, c) for v, c in zip(todo, current, strict=True) if not same(v, c)]
             table.update((v, c) for v, c in zip(todo, current, strict=True) if same(v, c))
             todo, current = [v for v, _ in walking], [c for _, c in walking]
-        for out, offset, value in self._pending:
-            out[offset:offset + self._width] = table[value].to_bytes(self._width, "big")
-        self._pending.clear()
+        return table
 
 
 def _fill(out: bytearray, start: int, stop: int, pattern: bytes) -> None:
@@ -212,15 +217,15 @@ class Generalize(Transform):
     def __init__(self, config: GeneralizeConfig, context: Context) -> None:
         super().__init__(config, context)
         key = context.key
-        self._ip_id = Permuted(subkey(key, "generalize/ip-id", 16), 2)
+        self.ip_ids = Permuted(subkey(key, "generalize/ip-id", 16), 2)
         self._fragment_id = Permuted(subkey(key, "generalize/ipv6-fragment-id", 16), 4)
-        self._ports = Permuted(subkey(key, "generalize/ports", 16), 2,
+        self.ports = Permuted(subkey(key, "generalize/ports", 16), 2,
                                lambda port, candidate: self._range(port) == self._range(candidate))
-        self._flow_label = Prf(subkey(key, "generalize/flow-label"), 20)
-        self._sequence = Prf(subkey(key, "generalize/tcp-sequence"), 32)
-        self._clock = Prf(subkey(key, "generalize/tcp-timestamps"), 32)
-        self._kept_ports = frozenset(config.keep_ports)
-        self._ttl = bytes(self._new_ttl(value) for value in range(256))
+        self.flow_labels = Prf(subkey(key, "generalize/flow-label"), 20)
+        self.sequences = Prf(subkey(key, "generalize/tcp-sequence"), 32)
+        self.clocks = Prf(subkey(key, "generalize/tcp-timestamps"), 32)
+        self.kept_ports = frozenset(config.keep_ports)
+        self.ttl_table = bytes(self._new_ttl(value) for value in range(256))
         self._handlers: dict[str, Handler] = {"ipv4": self._ipv4, "ipv6": self._ipv6,
                                               "tcp": self._tcp, "udp": self._udp}
         self._counts: Counter[str] = Counter()
@@ -233,13 +238,21 @@ class Generalize(Transform):
 
     def _range(self, port: int) -> int:
         """The index of the range `port` maps within, or -1 for a kept port."""
-        if port < self.config.well_known or port in self._kept_ports:
+        if port < self.config.well_known or port in self.kept_ports:
             return -1
         return next(i for i, (_, last) in enumerate(PORT_RANGES) if port <= last)
 
+    @property
+    def columnar(self) -> bool:
+        return True
+
     def apply(self, batch: Batch) -> Batch:
+        if batch.table is not None:
+            from anontrace.transforms.generalize_table import generalize_table  # it imports this module
+
+            batch.counts.update(generalize_table(self, batch.table))
         handlers = self._handlers
-        for frame, layers, out in zip(batch.frames, batch.layers, batch.data, strict=True):
+        for _, frame, layers, out in batch.others():
             network: Header | None = None
             for header in layers.headers:
                 if header.offset >= len(out):
@@ -249,7 +262,7 @@ class Generalize(Transform):
                 handler = handlers.get(header.kind)
                 if handler is not None and network is not None:
                     handler(frame.data, out, header.offset, network)
-        for table in (self._ip_id, self._fragment_id, self._ports):
+        for table in (self.ip_ids, self._fragment_id, self.ports):
             table.flush()
         batch.counts.update(self._counts)
         self._counts.clear()
@@ -263,9 +276,9 @@ class Generalize(Transform):
         if config.ip_id == "zero" and o + 6 <= end:
             out[o + 4:o + 6] = bytes(2)
         elif config.ip_id == "permute" and o + 6 <= end:
-            self._ip_id.write(out, o + 4, int.from_bytes(source[o + 4:o + 6], "big"))
+            self.ip_ids.write(out, o + 4, int.from_bytes(source[o + 4:o + 6], "big"))
         if o + 9 <= end:
-            out[o + 8] = self._ttl[source[o + 8]]
+            out[o + 8] = self.ttl_table[source[o + 8]]
         keep = config.keep_ip_options
         for kind, start, length in _walk(source, o + 20, o + (source[o] & 0x0F) * 4):
             if kind == EOL and EOL in keep:
@@ -284,11 +297,11 @@ class Generalize(Transform):
         if config.flow_label == "zero":
             label = 0
         elif config.flow_label == "keyed" and label:
-            label = self._flow_label(source[o + 8:o + 24] + label.to_bytes(3, "big")) or 1
+            label = self.flow_labels(source[o + 8:o + 24] + label.to_bytes(3, "big")) or 1
         if o + 4 <= len(out):
             out[o:o + 4] = (word & 0xF0000000 | traffic_class << 20 | label).to_bytes(4, "big")
         if o + 8 <= len(out):
-            out[o + 7] = self._ttl[source[o + 7]]
+            out[o + 7] = self.ttl_table[source[o + 7]]
         self._extension_headers(source, out, source[o + 6], o + 40)
 
     def _extension_headers(self, source: bytes, out: bytearray, next_header: int, pos: int) -> None:
@@ -342,7 +355,7 @@ class Generalize(Transform):
                 first = max(PORT_RANGES[index][0], self.config.well_known)
                 out[field:field + 2] = first.to_bytes(2, "big")
             else:
-                self._ports.write(out, field, port)
+                self.ports.write(out, field, port)
 
     def _tcp(self, source: bytes, out: bytearray, o: int, network: Header) -> None:
         config, end = self.config, len(out)
@@ -354,8 +367,8 @@ class Generalize(Transform):
         forward = backward = 0
         if config.tcp_sequence == "offset" and o + 4 <= len(source):
             ports = source[o:o + 4]
-            forward = self._sequence(sender + ports[:2] + receiver + ports[2:])
-            backward = self._sequence(receiver + ports[2:] + sender + ports[:2])
+            forward = self.sequences(sender + ports[:2] + receiver + ports[2:])
+            backward = self.sequences(receiver + ports[2:] + sender + ports[:2])
             _add(out, source, o + 4, forward)
             if o + 14 <= len(source) and source[o + 13] & ACK_FLAG:
                 _add(out, source, o + 8, backward)
@@ -376,7 +389,7 @@ class Generalize(Transform):
                 if stamps == "renumber":
                     for field, host in ((start + 2, hosts[0]), (start + 6, hosts[1])):
                         if any(source[field:field + 4]):
-                            _add(out, source, field, self._clock(host))
+                            _add(out, source, field, self.clocks(host))
             elif kind == SACK and kind in keep:
                 for edge in range(start + 2, start + length - 3, 4):
                     _add(out, source, edge, backward)

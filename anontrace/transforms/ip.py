@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from anontrace.crypto.mapping import AddressMapper, Network
 from anontrace.packet.batch import Batch
 from anontrace.packet.layers import Prefix
@@ -85,17 +87,31 @@ class Ip(Transform):
         super().__init__(config, context)
         self.mapper = address_mapper(context, config)
 
+    @property
+    def columnar(self) -> bool:
+        return True
+
     def apply(self, batch: Batch) -> Batch:
         seen: set[bytes] = set()
-        for frame, layers in zip(batch.frames, batch.layers, strict=True):
+        table = batch.table
+        fields = []
+        if table is not None:
+            for is4, first, size in ((True, 12, 4), (False, 8, 16)):
+                rows = np.flatnonzero(table.is4 == is4)
+                fields.append(table.values(rows, table.network[rows] + first, size, 2))
+                seen.update(fields[-1].distinct)
+        others = list(batch.others())
+        for _, frame, layers, _ in others:
             source = frame.data
             seen.update(source[offset:offset + 4] for offset in layers.ipv4)
             seen.update(source[offset:offset + 16] for offset in layers.ipv6)
             seen.update(_network(source, prefix) for prefix in layers.prefixes)
         self.mapper.map_many(seen)
         mapped = self.mapper.lookup()
-        rewritten = 0
-        for frame, layers, out in zip(batch.frames, batch.layers, batch.data, strict=True):
+        rewritten = 2 * len(table) if table is not None else 0
+        for found in fields:
+            found.put(mapped)
+        for _, frame, layers, out in others:
             source, length = frame.data, len(out)
             for size, offsets in ((4, layers.ipv4), (16, layers.ipv6)):
                 for offset in offsets:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from anontrace.crypto.macs import MacMapper
 from anontrace.keys import subkey
 from anontrace.packet.batch import Batch
@@ -43,13 +45,26 @@ class Mac(Transform):
         super().__init__(config, context)
         self.mapper = mac_mapper(context, config)
 
+    @property
+    def columnar(self) -> bool:
+        return True
+
     def apply(self, batch: Batch) -> Batch:
-        seen = {frame.data[o:o + 6] for frame, layers in zip(batch.frames, batch.layers, strict=True)
-                for o in layers.macs}
+        table = batch.table
+        fields = None
+        others = list(batch.others())
+        seen = {frame.data[o:o + 6] for _, frame, layers, _ in others for o in layers.macs}
+        if table is not None:  # every row's frame is Ethernet: destination and source first
+            rows = np.arange(len(table))
+            fields = table.values(rows, np.zeros(len(table), np.int64), 6, 2)
+            seen.update(fields.distinct)
         self.mapper.map_many(seen)
         mapped = self.mapper.lookup()
         rewritten = 0
-        for frame, layers, out in zip(batch.frames, batch.layers, batch.data, strict=True):
+        if fields is not None:
+            fields.put(mapped)
+            rewritten += 2 * len(rows)
+        for _, frame, layers, out in others:
             source, length = frame.data, len(out)
             for offset in layers.macs:
                 if offset + 6 <= length:

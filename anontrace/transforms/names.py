@@ -55,12 +55,16 @@ class Names(Transform):
         self._kept = {label.lower().encode() for label in config.keep_labels}
         self._hashes: dict[bytes, bytes] = {}
 
+    @property
+    def columnar(self) -> bool:
+        return True  # the table's frames carry no names
+
     def apply(self, batch: Batch) -> Batch:
-        for position, (frame, layers) in enumerate(zip(batch.frames, batch.layers, strict=True)):
+        for position, frame, layers, out in batch.others():
             for name in layers.names:
-                if name.end > len(batch.data[position]):
+                if name.end > len(out):
                     continue  # not (all) in the output: nothing of it to rewrite or to leak
-                problem = self._rewrite(frame.data, batch.data[position], name)
+                problem = self._rewrite(frame.data, out, name)
                 if problem is not None:
                     batch.cut_at(position, name.offset, problem)
                     break

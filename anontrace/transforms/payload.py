@@ -53,11 +53,19 @@ class Payload(Transform):
         # never depends on how frames were batched), by size: 4, 16 (addresses), 6 (MACs).
         self._seen: set[bytes] = set()
 
+    @property
+    def columnar(self) -> bool:
+        return bool(self.config.keep == 0)  # kept payload is searched frame by frame
+
     def apply(self, batch: Batch) -> Batch:
         keep = self.config.keep
         cut = 0
-        for position, (frame, layers, out) in enumerate(zip(batch.frames, batch.layers, batch.data,
-                                                            strict=True)):
+        table = batch.table
+        if table is not None:  # keep is 0
+            longer = table.length > table.header
+            cut += int(longer.sum())
+            table.length[longer] = table.header[longer]
+        for position, frame, layers, out in batch.others():
             limit = layers.payload + keep
             if len(out) > limit:
                 del out[limit:]

@@ -199,6 +199,10 @@ class Timing(Transform):
         self._latest_in = None
         self._last_out = 0
 
+    @property
+    def columnar(self) -> bool:
+        return True  # times only
+
     def apply(self, batch: Batch) -> Batch:
         noise = self._noise.draw(batch.frames) if self._noise else [0] * len(batch)
         unit, times = self._unit, batch.ts_ns
