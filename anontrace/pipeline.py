@@ -88,18 +88,20 @@ def prepare(frames: list[Frame], stats: RunStats, vectorized: bool = True, colum
     for position in table.positions.tolist() if table is not None else ():
         held[position] = True
     data = []
+    rest = []
     cut = stats.cut
-    for frame, found, in_table in zip(frames, layers, held, strict=True):
+    for position, (frame, found, in_table) in enumerate(zip(frames, layers, held, strict=True)):
         if found.cut is not None:
             cut[found.cut] += 1
         if in_table:
             data.append(HELD)
             continue
+        rest.append(position)
         out = bytearray(frame.data)
         if found.cut is not None:
             del out[found.parsed_to:]
         data.append(out)
-    return Batch(frames, layers, data, [f.ts_ns for f in frames], table=table)
+    return Batch(frames, layers, data, [f.ts_ns for f in frames], table=table, rest=rest)
 
 
 def fix_batch_checksums(batch: Batch) -> None:

@@ -39,6 +39,7 @@ class Batch:
     cut: Counter[str] = field(default_factory=Counter)  # frames a transform cut short, by reason
     memo: dict[str, Any] = field(default_factory=dict)  # what observers compute once and share
     table: Table | None = None
+    rest: list[int] = field(default_factory=list)  # while `table` is set, the positions not in it
 
     @property
     def data(self) -> list[bytearray]:
@@ -50,10 +51,12 @@ class Batch:
 
     def others(self) -> Iterator[tuple[int, Frame, Layers, bytearray]]:
         """Position, frame, layers and output of each frame not held in the table, in order."""
-        for position, (frame, layers, out) in enumerate(zip(self.frames, self.layers, self._data,
-                                                            strict=True)):
-            if out is not HELD:
-                yield position, frame, layers, out
+        if self.table is None:
+            yield from zip(range(len(self.frames)), self.frames, self.layers, self._data, strict=True)
+            return
+        frames, layers, data = self.frames, self.layers, self._data
+        for position in self.rest:
+            yield position, frames[position], layers[position], data[position]
 
     def drop(self, position: int, reason: str) -> None:
         """Leave frame `position` out of the output, counted under `reason`."""

@@ -120,14 +120,22 @@ class Table:
                   np.zeros(len(v4), np.bool_))
 
     def _fix(self, rows: Ints, field: Ints, spans: list[tuple[Ints, Ints]], zero_is_none: Bools) -> None:
-        inside = np.zeros((len(rows), WIDTH), np.bool_)
-        for start, stop in spans:
-            inside |= (start[:, None] <= _COLUMNS) & (stop[:, None] > _COLUMNS)
-        before = np.where(inside, self.original[rows], 0).astype(np.int64)
-        after = np.where(inside, self.out[rows], 0).astype(np.int64)
-        changed = (before != after).any(axis=1)
-        old = _ones_sum(before)
-        new = _ones_sum(after)
+        if not len(rows):
+            return
+        width = max(int(stop.max()) for _, stop in spans)
+        width += width & 1
+        every = len(rows) == len(self)
+        before = (self.original if every else self.original[rows])[:, :width]
+        after = (self.out if every else self.out[rows])[:, :width]
+        words = _COLUMNS[:width:2]
+        inside = np.zeros((len(rows), len(words)), np.bool_)
+        for start, stop in spans:  # every span starts and stops at an even offset
+            inside |= (start[:, None] <= words) & (stop[:, None] > words)
+        old_words = np.ascontiguousarray(before).view(">u2")
+        new_words = np.ascontiguousarray(after).view(">u2")
+        changed = ((old_words != new_words) & inside).any(axis=1)
+        old = np.where(inside, old_words, 0).sum(axis=1, dtype=np.int64) % 0xFFFF
+        new = np.where(inside, new_words, 0).sum(axis=1, dtype=np.int64) % 0xFFFF
         current = self.number(rows, field, 2)  # the transforms never write a checksum field
         changed &= ~(zero_is_none & (current == 0))
         total = (~current & 0xFFFF) + (~old & 0xFFFF) + new
@@ -170,11 +178,3 @@ class Values:
         mapped = np.frombuffer(b"".join(mapping[value] for value in self.distinct), np.uint8)
         fields = mapped.reshape(-1, self._size)[self._inverse]
         self._table.write(self._rows, self._offset, fields.reshape(len(self._rows), -1))
-
-
-def _ones_sum(values: Ints) -> Ints:
-    """Each row's one's-complement sum of its big-endian 16-bit words (even columns high), mod
-    0xFFFF as `checksum.ones_sum` gives it."""
-    words = (values[:, 0::2] << 8) | values[:, 1::2]
-    found: Ints = words.sum(axis=1) % 0xFFFF
-    return found

@@ -8,6 +8,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from anontrace.crypto.permutation import Permutation
 from anontrace.keys import subkey
 from anontrace.packet.batch import Batch
@@ -119,12 +122,16 @@ class Permuted:
     """A keyed permutation of `width`-byte field values, cycle-walked so a value maps inside its own
     class (`same(value, candidate)`). Values not yet known are mapped together at `flush`."""
 
-    def __init__(self, key: bytes, width: int, same: Callable[[int, int], bool] | None = None) -> None:
+    def __init__(self, key: bytes, width: int, classes: npt.NDArray[np.int64] | None = None) -> None:
         self._permutation = Permutation(key, width * 8)
         self._width = width
-        self._same = same or (lambda value, candidate: True)
+        self._classes = classes  # a value maps within its class (16-bit fields): every value's class
+        self._same: Callable[[int, int], bool] = (
+            (lambda value, candidate: True) if classes is None
+            else (lambda value, candidate: bool(classes[value] == classes[candidate])))
         self._table: dict[int, int] = {}
         self._pending: list[tuple[bytearray, int, int]] = []
+        self._full: npt.NDArray[np.int64] | None = None
 
     def write(self, out: bytearray, offset: int, value: int) -> None:
         mapped = self._table.get(value)
@@ -140,6 +147,21 @@ class Permuted:
         for out, offset, value in self._pending:
             out[offset:offset + self._width] = table[value].to_bytes(self._width, "big")
         self._pending.clear()
+
+    def full(self) -> npt.NDArray[np.int64]:
+        """Every value's mapping, as an array indexed by value (16-bit fields only), built once
+        with the same cycle walk as `mapping`, over arrays."""
+        if self._full is None:
+            values = np.arange(1 << (8 * self._width), dtype=np.uint64)
+            mapped = self._permutation.forward_array(values)
+            walking = np.arange(len(values))
+            while self._classes is not None:
+                walking = walking[self._classes[mapped[walking]] != self._classes[walking]]
+                if not len(walking):
+                    break
+                mapped[walking] = self._permutation.forward_array(mapped[walking])
+            self._full = mapped.astype(np.int64)
+        return self._full
 
     def mapping(self, values: set[int]) -> dict[int, int]:
         """The table of mapped values, holding at least `values`."""
@@ -219,8 +241,7 @@ class Generalize(Transform):
         key = context.key
         self.ip_ids = Permuted(subkey(key, "generalize/ip-id", 16), 2)
         self._fragment_id = Permuted(subkey(key, "generalize/ipv6-fragment-id", 16), 4)
-        self.ports = Permuted(subkey(key, "generalize/ports", 16), 2,
-                               lambda port, candidate: self._range(port) == self._range(candidate))
+        self.ports = Permuted(subkey(key, "generalize/ports", 16), 2, self._port_classes())
         self.flow_labels = Prf(subkey(key, "generalize/flow-label"), 20)
         self.sequences = Prf(subkey(key, "generalize/tcp-sequence"), 32)
         self.clocks = Prf(subkey(key, "generalize/tcp-timestamps"), 32)
@@ -235,6 +256,13 @@ class Generalize(Transform):
         if mode == "constant":
             return int(self.config.ttl_constant)
         return next(b for b in TTL_BUCKETS if b >= value) if mode == "bucket" else value
+
+    def _port_classes(self) -> npt.NDArray[np.int64]:
+        """`_range` of every port, as an array indexed by port."""
+        ports = np.arange(1 << 16, dtype=np.int64)
+        classes = np.searchsorted(np.array([last for _, last in PORT_RANGES]), ports).astype(np.int64)
+        classes[(ports < self.config.well_known) | np.isin(ports, list(self.config.keep_ports))] = -1
+        return classes
 
     def _range(self, port: int) -> int:
         """The index of the range `port` maps within, or -1 for a kept port."""

@@ -59,7 +59,7 @@ def _ipv4(transform: Generalize, table: Table, rows: Ints) -> None:
         table.put_number(rows, at + 4, 2, np.zeros(len(rows), np.int64))
     elif config.ip_id == "permute":
         ids = table.number(rows, at + 4, 2)
-        table.put_number(rows, at + 4, 2, _permuted(transform.ip_ids.mapping, ids))
+        table.put_number(rows, at + 4, 2, transform.ip_ids.full()[ids])
     table.put_number(rows, at + 8, 1, _ttl(transform)[table.number(rows, at + 8, 1)])
 
 
@@ -94,7 +94,7 @@ def _ports(transform: Generalize, table: Table, rows: Ints) -> None:
             firsts = np.maximum(np.array([first for first, _ in PORT_RANGES], np.int64), config.well_known)
             new = firsts[index[chosen]]
         else:
-            new = _permuted(transform.ports.mapping, port[chosen])
+            new = transform.ports.full()[port[chosen]]
         table.put_number(rows[chosen], field[chosen], 2, new)
 
 
@@ -220,13 +220,6 @@ def _per_distinct(function: Callable[[bytes], int], messages: Bytes) -> Ints:
                                 return_inverse=True)
     values = np.array([function(value.tobytes()) for value in unique], np.int64)
     found: Ints = values[inverse.ravel()]
-    return found
-
-
-def _permuted(mapping: Callable[[set[int]], dict[int, int]], values: Ints) -> Ints:
-    unique, inverse = np.unique(values, return_inverse=True)
-    table = mapping(set(unique.tolist()))
-    found: Ints = np.array([table[value] for value in unique.tolist()], np.int64)[inverse.ravel()]
     return found
 
 
