@@ -132,8 +132,14 @@ class Permuted:
         self._table: dict[int, int] = {}
         self._pending: list[tuple[bytearray, int, int]] = []
         self._full: npt.NDArray[np.int64] | None = None
+        self._encoded: list[bytes] | None = None  # `full`, as 2-byte strings
 
     def write(self, out: bytearray, offset: int, value: int) -> None:
+        if self._full is not None:  # the column path built it: no walk left to do
+            if self._encoded is None:
+                self._encoded = [int(mapped).to_bytes(2, "big") for mapped in self._full]
+            out[offset:offset + 2] = self._encoded[value]
+            return
         mapped = self._table.get(value)
         if mapped is None:
             self._pending.append((out, offset, value))

@@ -237,6 +237,20 @@ def test_port_map_is_one_to_one_and_never_lands_on_a_kept_port() -> None:
     assert sum(port == new for port, new in mapped.items()) < 10
 
 
+@pytest.mark.parametrize("keep_ports", [(), (1433, 3306, 50001, 65535)])
+def test_the_whole_16_bit_tables_equal_the_cycle_walk_value_by_value(keep_ports: tuple[int, ...]) -> None:
+    """`Permuted.full` walks cycles over numpy arrays; `Permuted.mapping` walks them value by
+    value in Python with the scalar class test. Both must give every value the same mapping."""
+    transform = Generalize(GeneralizeConfig(keep_ports=keep_ports, well_known=100), Context(KEY))
+    every = set(range(1 << 16))
+    for table, wanted in ((transform.ports, {p for p in every if p >= 100 and p not in keep_ports}),
+                          (transform.ip_ids, every)):
+        walked = table.mapping(wanted)
+        full = table.full()
+        assert all(int(full[value]) == walked[value] for value in wanted)
+    assert sorted(transform.ip_ids.full().tolist()) == sorted(every)
+
+
 # --- TCP ----------------------------------------------------------------------------------
 
 def conversation(ip_a: Packet, ip_b: Packet) -> list[Packet]:
