@@ -156,11 +156,14 @@ class Permuted:
 
     def full(self) -> npt.NDArray[np.int64]:
         """Every value's mapping, as an array indexed by value (16-bit fields only), built once
-        with the same cycle walk as `mapping`, over arrays."""
+        with the same cycle walk as `mapping`, over arrays; a value of class -1 maps to itself."""
         if self._full is None:
             values = np.arange(1 << (8 * self._width), dtype=np.uint64)
             mapped = self._permutation.forward_array(values)
             walking = np.arange(len(values))
+            if self._classes is not None:  # class -1 (a kept port) is never mapped: left as it is
+                mapped[self._classes < 0] = values[self._classes < 0]
+                walking = walking[self._classes >= 0]
             while self._classes is not None:
                 walking = walking[self._classes[mapped[walking]] != self._classes[walking]]
                 if not len(walking):
