@@ -27,7 +27,7 @@ TCP, UDP, ICMP, ICMPV6 = transport.TCP, transport.UDP, transport.ICMP, transport
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 Bytes = npt.NDArray[np.uint8]
-_COLUMNS = np.arange(WIDTH, dtype=np.int64)
+COLUMNS = np.arange(WIDTH, dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -42,7 +42,6 @@ class Table:
     network: Ints  # offset of the IP header
     is4: Bools
     protocol: Ints
-    end: Ints  # where the datagram ends, as far as captured
 
     @classmethod
     def of(cls, common: Common) -> Table:
@@ -58,10 +57,10 @@ class Table:
         whole &= common.payload <= WIDTH
         keep = np.flatnonzero(whole)
         header = common.payload[keep]
-        at = np.minimum(common.starts[keep, None] + _COLUMNS, last)
-        original = np.where(header[:, None] > _COLUMNS, common.buffer[at], 0).astype(np.uint8)
-        return cls(common.positions[keep], original, original.copy(), header, common.end[keep].copy(),
-                   common.network[keep], common.is4[keep], common.protocol[keep], common.end[keep])
+        at = np.minimum(common.starts[keep, None] + COLUMNS, last)
+        original = np.where(header[:, None] > COLUMNS, common.buffer[at], 0).astype(np.uint8)
+        return cls(common.positions[keep], original, original.copy(), header, common.end[keep],
+                   common.network[keep], common.is4[keep], common.protocol[keep])
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -70,16 +69,14 @@ class Table:
     def transport(self) -> Ints:
         return self.network + np.where(self.is4, 20, 40)
 
-    def read(self, rows: Ints, offset: Ints, size: int, matrix: Bytes | None = None) -> Bytes:
-        """(len(rows), size) bytes of `rows` from per-row `offset`, of the original headers (or
-        of `matrix`)."""
-        source = self.original if matrix is None else matrix
-        found: Bytes = source[rows[:, None], offset[:, None] + _COLUMNS[:size]]
+    def read(self, rows: Ints, offset: Ints, size: int) -> Bytes:
+        """(len(rows), size) bytes of `rows` from per-row `offset`, of the original headers."""
+        found: Bytes = self.original[rows[:, None], offset[:, None] + COLUMNS[:size]]
         return found
 
     def write(self, rows: Ints, offset: Ints, values: Bytes) -> None:
         """Write (len(rows), size) bytes into the output headers of `rows` at per-row `offset`."""
-        self.out[rows[:, None], offset[:, None] + _COLUMNS[:values.shape[1]]] = values
+        self.out[rows[:, None], offset[:, None] + COLUMNS[:values.shape[1]]] = values
 
     def number(self, rows: Ints, offset: Ints, size: int) -> Ints:
         """The big-endian numbers of `size` bytes (at most 7) at `offset` of the original headers."""
@@ -91,8 +88,7 @@ class Table:
 
     def put_number(self, rows: Ints, offset: Ints, size: int, value: Ints) -> None:
         """Write `value` as big-endian numbers of `size` bytes at `offset` of the output headers."""
-        shifts = np.arange(size - 1, -1, -1, dtype=np.int64) * 8
-        self.write(rows, offset, ((value[:, None] >> shifts) & 0xFF).astype(np.uint8))
+        self.write(rows, offset, big_endian(value, size))
 
     def values(self, rows: Ints, offset: Ints, size: int, count: int) -> Values:
         """The `count` adjacent `size`-byte fields of `rows` at `offset` (as an IP header's
@@ -127,7 +123,7 @@ class Table:
         every = len(rows) == len(self)
         before = (self.original if every else self.original[rows])[:, :width]
         after = (self.out if every else self.out[rows])[:, :width]
-        words = _COLUMNS[:width:2]
+        words = COLUMNS[:width:2]
         inside = np.zeros((len(rows), len(words)), np.bool_)
         for start, stop in spans:  # every span starts and stops at an even offset
             inside |= (start[:, None] <= words) & (stop[:, None] > words)
@@ -159,6 +155,13 @@ class Table:
                 out[:header] = heads[at:at + header]
                 data[position] = out
             at += WIDTH
+
+
+def big_endian(values: Ints, size: int) -> Bytes:
+    """Each value as `size` big-endian bytes, one row per value."""
+    shifts = np.arange(size - 1, -1, -1, dtype=np.int64) * 8
+    found: Bytes = ((values[:, None] >> shifts) & 0xFF).astype(np.uint8)
+    return found
 
 
 class Values:

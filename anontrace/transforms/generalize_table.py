@@ -18,16 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from anontrace.packet.table import WIDTH, Bytes, Ints, Table
-from anontrace.transforms.generalize import EOL, NOP, PORT_RANGES, SACK, TIMESTAMPS
+from anontrace.packet.table import COLUMNS, TCP, UDP, WIDTH, Bytes, Ints, Table, big_endian
+from anontrace.transforms.generalize import ACK_FLAG, EOL, NOP, PORT_RANGES, SACK, TIMESTAMPS
 
 if TYPE_CHECKING:
     from anontrace.transforms.generalize import Generalize
 
-TCP, UDP = 6, 17
-ACK_FLAG = 0x10
 _LASTS = np.array([last for _, last in PORT_RANGES], np.int64)
-_COLUMNS = np.arange(WIDTH, dtype=np.int64)
 
 
 def generalize_table(transform: Generalize, table: Table) -> Counter[str]:
@@ -74,7 +71,7 @@ def _ipv6(transform: Generalize, table: Table, rows: Ints) -> None:
     elif config.flow_label == "keyed":
         labelled = np.flatnonzero(label != 0)
         message = np.concatenate([table.read(rows[labelled], at[labelled] + 8, 16),
-                                  _big_endian(label[labelled], 3)], axis=1)
+                                  big_endian(label[labelled], 3)], axis=1)
         keyed = _per_distinct(transform.flow_labels, message)
         label[labelled] = np.where(keyed == 0, 1, keyed)
     table.put_number(rows, at, 4, (word & 0xF0000000) | (traffic_class << 20) | label)
@@ -206,7 +203,7 @@ def _fill(table: Table, rows: Ints, start: Ints, stop: Ints, value: int) -> None
     """Set the output bytes [start, stop) of each row to `value`."""
     if not len(rows):
         return
-    inside = (start[:, None] <= _COLUMNS) & (stop[:, None] > _COLUMNS)
+    inside = (start[:, None] <= COLUMNS) & (stop[:, None] > COLUMNS)
     row, column = np.nonzero(inside)
     table.out[rows[row], column] = value
 
@@ -234,10 +231,3 @@ def _highest_bit(values: Ints) -> Ints:
         spread |= spread >> shift
     found: Ints = spread - (spread >> 1)
     return found
-
-
-def _big_endian(values: Ints, size: int) -> Bytes:
-    shifts = np.arange(size - 1, -1, -1, dtype=np.int64) * 8
-    found: Bytes = ((values[:, None] >> shifts) & 0xFF).astype(np.uint8)
-    return found
-

@@ -281,7 +281,7 @@ def _assert_rows_match_layers(batch: Batch) -> None:
     assert table is not None
     for row, position in enumerate(table.positions.tolist()):
         found = batch.layers[position]
-        assert (table.header[row], table.network[row], table.protocol[row], table.end[row]) == (
+        assert (table.header[row], table.network[row], table.protocol[row], table.length[row]) == (
             found.payload, found.network, found.protocol, found.parsed_to)
         assert table.is4[row] == (found.ethertype == 0x0800)
 
